@@ -1,0 +1,1 @@
+"""Built-in recurrent backbones on PyTorch's fused modules (cuDNN on GPU)."""

@@ -1,0 +1,46 @@
+"""Backbone schemas. Light: composing a config or listing plugins never imports torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from rnnlab.schemas import PluginConfig, check_choice, check_range
+
+
+@dataclass
+class RecurrentConfig(PluginConfig):
+    hidden_size: int = 64
+    num_layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.0  # between stacked layers, as in torch.nn.LSTM; needs num_layers > 1
+
+    def __post_init__(self) -> None:
+        check_range(self, "hidden_size", ge=1)
+        check_range(self, "num_layers", ge=1)
+        check_range(self, "dropout", ge=0, lt=1)
+
+
+@dataclass
+class RNNConfig(RecurrentConfig):
+    """Elman RNN: h_t = tanh(W_hh h_{t-1} + W_xh x_t + b_h)."""
+
+    name: str = "rnn"
+    nonlinearity: str = "tanh"
+    impl: ClassVar[str] = "rnnlab_plugins.backbones.rnn:RNNBackbone"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice(self, "nonlinearity", ("tanh", "relu"))
+
+
+@dataclass
+class LSTMConfig(RecurrentConfig):
+    name: str = "lstm"
+    impl: ClassVar[str] = "rnnlab_plugins.backbones.lstm:LSTMBackbone"
+
+
+@dataclass
+class GRUConfig(RecurrentConfig):
+    name: str = "gru"
+    impl: ClassVar[str] = "rnnlab_plugins.backbones.gru:GRUBackbone"

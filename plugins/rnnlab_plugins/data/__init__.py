@@ -1,0 +1,1 @@
+"""Built-in data modules: real and synthetic series, and the user's own CSV file."""

@@ -1,0 +1,133 @@
+"""Windowed forecasting over a multivariate series, shared by the temperature, sine and CSV modules."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from rnnlab.data import InMemoryDataModule
+from rnnlab.errors import ConfigError
+from rnnlab.task import TaskSpec
+
+log = logging.getLogger(__name__)
+
+
+class SeriesDataModule(InMemoryDataModule):
+    """Subclasses implement ``load() -> (values (T, C), column names)``; column 0 is the target.
+
+    The series is split chronologically into train | val | test by target time. A window's inputs
+    may reach back into the previous split (as they would in deployment); its targets never do.
+    The scaler is fitted on the training part alone. Metrics are reported in original units, next
+    to the naive persistence forecast (the last observed value) on the same test windows.
+    """
+
+    units = ""
+
+    def __init__(
+        self,
+        window: int = 48,
+        horizon: int = 1,
+        stride: int = 1,
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.15,
+        scaling: str = "standard",
+        batch_size: int = 64,
+        eval_batch_size: int = 512,
+        shuffle_seed: int = 0,
+    ) -> None:
+        super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, shuffle_seed=shuffle_seed)
+        self.window = window
+        self.horizon = horizon
+        self.stride = stride
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.scaling = scaling
+        self._mean = np.zeros(1)
+        self._scale = np.ones(1)
+        self._n_columns = 0
+
+    def load(self) -> tuple[np.ndarray, list[str]]:
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        values, _columns = self.load()
+        values = np.asarray(values, dtype=np.float64)
+        if values.ndim == 1:
+            values = values[:, None]
+        if not np.isfinite(values).all():
+            bad = int((~np.isfinite(values)).any(axis=1).sum())
+            raise ConfigError(
+                "data", f"{bad} rows have missing or non-numeric values; clean the series first"
+            )
+        n = len(values)
+        n_test = round(n * self.test_fraction)
+        n_val = round(n * self.val_fraction)
+        n_train = n - n_val - n_test
+        if n_train <= self.window + self.horizon or min(n_val, n_test) < self.horizon:
+            raise ConfigError(
+                "data.window",
+                f"series of {n} points is too short for window {self.window} "
+                f"and horizon {self.horizon} with val/test fractions "
+                f"{self.val_fraction}/{self.test_fraction}",
+            )
+        train = values[:n_train]
+        if self.scaling == "standard":
+            self._mean, self._scale = train.mean(0), train.std(0)
+        elif self.scaling == "minmax":
+            self._mean, self._scale = train.min(0), train.max(0) - train.min(0)
+        else:
+            self._mean, self._scale = np.zeros(values.shape[1]), np.ones(values.shape[1])
+        self._scale = np.where(self._scale > 0, self._scale, 1.0)
+        scaled = (values - self._mean) / self._scale
+        self._n_columns = values.shape[1]
+        self._raw = values
+        bounds = {
+            "train": (self.window, n_train),
+            "val": (n_train, n_train + n_val),
+            "test": (n_train + n_val, n),
+        }
+        for split, (start, stop) in bounds.items():
+            x, y = self._windows(scaled, start, stop)
+            self.splits[split] = (x, y)
+        log.info(
+            "series %s: %d points, %d columns; windows %s",
+            type(self).__name__,
+            n,
+            self._n_columns,
+            self.describe(),
+        )
+
+    def _windows(self, scaled: np.ndarray, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Windows whose first target step t lies in [start, stop - horizon]."""
+        t = np.arange(max(start, self.window), stop - self.horizon + 1, self.stride)
+        steps = np.arange(-self.window, 0)
+        x = scaled[t[:, None] + steps[None, :]]  # (N, W, C)
+        y = scaled[t[:, None] + np.arange(self.horizon)[None, :], 0]  # (N, horizon)
+        return torch.from_numpy(x).float(), torch.from_numpy(y).float()
+
+    def task(self) -> TaskSpec:
+        if not self.splits:
+            self.setup("fit")
+        return TaskSpec(
+            input_size=self._n_columns,
+            output_size=self.horizon,
+            target="last",
+            loss="mse",
+            metrics=("mae", "rmse"),
+            target_scale=(float(self._scale[0]),) * self.horizon,
+            target_shift=(float(self._mean[0]),) * self.horizon,
+            units=self.units,
+        )
+
+    def baseline(self) -> dict[str, float]:
+        """Persistence: every future step equals the last observed value, on the test windows."""
+        x, y = self.splits["test"]
+        scale, shift = float(self._scale[0]), float(self._mean[0])
+        last = x[:, -1, 0:1].double() * scale + shift  # (N, 1)
+        target = y.double() * scale + shift  # (N, horizon)
+        err = last - target
+        return {"test/mae": float(err.abs().mean()), "test/rmse": float(err.pow(2).mean().sqrt())}

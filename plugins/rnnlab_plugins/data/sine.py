@@ -1,0 +1,24 @@
+"""A synthetic noisy sine: two periods mixed, plus Gaussian noise, generated from ``seed``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rnnlab_plugins.data._series import SeriesDataModule
+
+
+class SineDataModule(SeriesDataModule):
+    def __init__(
+        self, length: int = 4000, period: float = 50.0, noise: float = 0.1, seed: int = 0, **kwargs
+    ) -> None:
+        super().__init__(**kwargs)
+        self.length = length
+        self.period = period
+        self.noise = noise
+        self.data_seed = seed
+
+    def load(self) -> tuple[np.ndarray, list[str]]:
+        rng = np.random.default_rng(self.data_seed)
+        t = np.arange(self.length, dtype=np.float64)
+        clean = np.sin(2 * np.pi * t / self.period) + 0.5 * np.sin(2 * np.pi * t / (self.period * 3.7))
+        return clean + self.noise * rng.standard_normal(self.length), ["sine"]

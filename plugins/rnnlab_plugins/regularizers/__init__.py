@@ -1,0 +1,1 @@
+"""Built-in regularizers that work with the fused backbones."""

@@ -1,0 +1,67 @@
+"""Plugin registries filled from Python entry points.
+
+A plugin is a typed config dataclass (its schema) whose ``impl`` class attribute names the
+implementation as ``"module:Class"``. The entry point names the schema, so listing plugins and
+composing configs never imports torch; ``create`` imports the implementation only when a run
+needs it::
+
+    [project.entry-points."rnnlab.backbones"]
+    gru = "rnnlab_plugins.backbones.config:GRUConfig"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from importlib.metadata import entry_points
+from typing import Any
+
+from rnnlab.errors import ConfigError
+
+
+class Registry:
+    """Name -> schema for one plugin kind (``backbone``, ``data``, ``regularizer``)."""
+
+    def __init__(self, kind: str, group: str) -> None:
+        self.kind = kind  # also the Hydra config group: conf/<kind>/<name>.yaml
+        self.group = group  # entry-point group
+        self._schemas: dict[str, type] | None = None
+
+    def _entries(self) -> dict[str, type]:
+        if self._schemas is None:
+            self._schemas = {}
+            for ep in entry_points(group=self.group):
+                self.register(ep.name, ep.load())
+        return self._schemas
+
+    def register(self, name: str, schema: type) -> type:
+        """Add a plugin; usable as a decorator on a config dataclass: ``@backbones.register("gru")``."""
+        if not dataclasses.is_dataclass(schema) or not isinstance(getattr(schema, "impl", None), str):
+            raise TypeError(f"{self.kind} plugin {name!r}: schema must be a dataclass with an 'impl' string")
+        schemas = self._schemas if self._schemas is not None else self._entries()
+        schemas[name] = schema
+        return schema
+
+    def names(self) -> list[str]:
+        return sorted(self._entries())
+
+    def schema(self, name: str) -> type:
+        try:
+            return self._entries()[name]
+        except KeyError:
+            raise ConfigError(self.kind, f"unknown {self.kind} {name!r}", self.names()) from None
+
+    def impl(self, name: str) -> type:
+        """The implementation class, imported on first use."""
+        module, _, attr = self.schema(name).impl.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def create(self, name: str, **kwargs: Any) -> Any:
+        return self.impl(name)(**kwargs)
+
+
+backbones = Registry("backbone", "rnnlab.backbones")
+data_modules = Registry("data", "rnnlab.data")
+regularizers = Registry("regularizer", "rnnlab.regularizers")
+
+REGISTRIES: dict[str, Registry] = {r.kind: r for r in (backbones, data_modules, regularizers)}

@@ -1,0 +1,291 @@
+"""Typed schemas for every config option. YAML under ``conf/`` only sets values.
+
+Plugin schemas subclass :class:`PluginConfig`; their ``__post_init__`` checks value ranges, so
+``OmegaConf.to_object`` on a composed config validates it (see :func:`rnnlab.config.validate`).
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+from omegaconf import MISSING
+
+from rnnlab.errors import ConfigError
+
+# ----------------------------------------------------------------------------- checks
+
+
+def check_range(
+    obj: Any,
+    name: str,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+) -> None:
+    """Raise ConfigError naming ``name`` unless ``getattr(obj, name)`` lies in the given bounds."""
+    value = getattr(obj, name)
+    if value is None:
+        return
+    for bound, ok, word in (
+        (ge, lambda v, b: v >= b, ">="),
+        (gt, lambda v, b: v > b, ">"),
+        (le, lambda v, b: v <= b, "<="),
+        (lt, lambda v, b: v < b, "<"),
+    ):
+        if bound is not None and not ok(value, bound):
+            raise ConfigError(name, f"must be {word} {bound}, got {value}")
+
+
+def check_choice(obj: Any, name: str, choices: tuple[str, ...]) -> None:
+    value = getattr(obj, name)
+    if value not in choices:
+        raise ConfigError(name, f"invalid value {value!r}", choices)
+
+
+@dataclass
+class PluginConfig:
+    """Base of every plugin schema. ``name`` is the registry key; ``impl`` is ``"module:Class"``."""
+
+    name: str = MISSING
+    impl: ClassVar[str] = ""
+
+    def kwargs(self) -> dict[str, Any]:
+        """Constructor keyword arguments: every field but ``name``."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "name"}
+
+
+# ----------------------------------------------------------------------------- optimizers
+
+
+@dataclass
+class OptimizerConfig:
+    """A torch optimizer by ``_target_``; built with ``hydra.utils.instantiate(..., params)``."""
+
+    _target_: str = MISSING
+    _partial_: bool = True
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_range(self, "lr", gt=0)
+        check_range(self, "weight_decay", ge=0)
+
+
+@dataclass
+class SGDConfig(OptimizerConfig):
+    _target_: str = "torch.optim.SGD"
+    lr: float = 0.01
+    momentum: float = 0.9
+    nesterov: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_range(self, "momentum", ge=0, lt=1)
+
+
+@dataclass
+class AdamConfig(OptimizerConfig):
+    _target_: str = "torch.optim.Adam"
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+
+
+@dataclass
+class AdamWConfig(AdamConfig):
+    _target_: str = "torch.optim.AdamW"
+    weight_decay: float = 0.01
+
+
+# ----------------------------------------------------------------------------- LR schedulers
+
+
+@dataclass
+class SchedulerConfig:
+    """An LR scheduler by ``_target_``; ``interval`` and ``monitor`` go to Lightning, the rest to torch."""
+
+    _target_: str = MISSING
+    _partial_: bool = True
+    interval: str = "epoch"
+    monitor: str | None = None
+
+    def __post_init__(self) -> None:
+        check_choice(self, "interval", ("epoch", "step"))
+
+
+@dataclass
+class CosineConfig(SchedulerConfig):
+    _target_: str = "torch.optim.lr_scheduler.CosineAnnealingLR"
+    T_max: int = 20
+    eta_min: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_range(self, "T_max", ge=1)
+
+
+@dataclass
+class StepConfig(SchedulerConfig):
+    _target_: str = "torch.optim.lr_scheduler.StepLR"
+    step_size: int = 10
+    gamma: float = 0.5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_range(self, "step_size", ge=1)
+        check_range(self, "gamma", gt=0, le=1)
+
+
+@dataclass
+class PlateauConfig(SchedulerConfig):
+    _target_: str = "torch.optim.lr_scheduler.ReduceLROnPlateau"
+    monitor: str | None = "val/loss"
+    mode: str = "min"
+    factor: float = 0.5
+    patience: int = 3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice(self, "mode", ("min", "max"))
+        check_range(self, "factor", gt=0, lt=1)
+        check_range(self, "patience", ge=0)
+
+
+# ----------------------------------------------------------------------------- trainer
+
+
+@dataclass
+class EarlyStoppingConfig:
+    enabled: bool = True
+    patience: int = 5
+    min_delta: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_range(self, "patience", ge=0)
+        check_range(self, "min_delta", ge=0)
+
+
+@dataclass
+class TrainerConfig:
+    """Lightning ``Trainer`` flags by their own names (a subset; the rest keep Lightning's defaults)."""
+
+    max_epochs: int = 20
+    min_epochs: int = 1
+    accelerator: str = "auto"
+    devices: Any = "auto"  # int, list of ids, or "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: str = "32-true"
+    # Clipping is on by default: exploding gradients are the first failure of a recurrent net.
+    gradient_clip_val: float | None = 1.0
+    gradient_clip_algorithm: str = "norm"
+    accumulate_grad_batches: int = 1
+    limit_train_batches: float = 1.0
+    limit_val_batches: float = 1.0
+    limit_test_batches: float = 1.0
+    val_check_interval: float = 1.0
+    check_val_every_n_epoch: int = 1
+    log_every_n_steps: int = 50
+    num_sanity_val_steps: int = 0
+    deterministic: bool = True
+    enable_progress_bar: bool = False
+    enable_model_summary: bool = False
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+
+    def __post_init__(self) -> None:
+        check_range(self, "max_epochs", ge=1)
+        check_range(self, "min_epochs", ge=0)
+        if self.min_epochs > self.max_epochs:
+            raise ConfigError(
+                "min_epochs", f"must be <= max_epochs ({self.max_epochs}), got {self.min_epochs}"
+            )
+        check_choice(self, "gradient_clip_algorithm", ("norm", "value"))
+        check_range(self, "gradient_clip_val", ge=0)
+        check_range(self, "accumulate_grad_batches", ge=1)
+        check_range(self, "num_nodes", ge=1)
+        for name in ("limit_train_batches", "limit_val_batches", "limit_test_batches", "val_check_interval"):
+            check_range(self, name, gt=0)
+        check_range(self, "log_every_n_steps", ge=1)
+        check_range(self, "check_val_every_n_epoch", ge=1)
+
+
+# ----------------------------------------------------------------------------- tracking
+
+
+@dataclass
+class LoggerConfig:
+    """MLflow tracking. ``tracking_uri`` is a SQLite file by default; an ``http://`` URI names a server."""
+
+    tracking_uri: str = "sqlite:///mlflow.db"
+    experiment_name: str = "rnnlab"
+    run_name: str | None = None
+    log_model: bool = True
+    log_checkpoint: bool = True
+    # Metrics are buffered and sent with one log_batch call every ``flush_every_n_steps`` steps and
+    # at each epoch end: a synchronous MLflow call per step made a small model 5x slower.
+    flush_every_n_steps: int = 100
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.tracking_uri:
+            raise ConfigError("tracking_uri", "must not be empty")
+        check_range(self, "flush_every_n_steps", ge=1)
+
+
+@dataclass
+class TrialConfig:
+    """Set by the Optuna sweeper for each trial it launches; empty for a plain run."""
+
+    study_name: str | None = None
+    storage: str | None = None
+    number: int | None = None
+    mlflow_parent_run_id: str | None = None
+
+
+# ----------------------------------------------------------------------------- the model and the run
+
+
+@dataclass
+class ModelConfig:
+    """The head on top of the backbone; its output size and readout come from the TaskSpec."""
+
+    head_hidden: int = 0  # 0: a single linear layer; >0: Linear-ReLU-Linear with this width
+
+    def __post_init__(self) -> None:
+        check_range(self, "head_hidden", ge=0)
+
+
+@dataclass
+class TrainConfig:
+    """The root of ``conf/train.yaml``."""
+
+    backbone: Any = MISSING
+    data: Any = MISSING
+    regularizer: dict[str, Any] = field(default_factory=dict)
+    optimizer: Any = MISSING
+    scheduler: Any = None
+    model: ModelConfig = field(default_factory=ModelConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    trial: TrialConfig = field(default_factory=TrialConfig)
+    seed: int = 42
+    resume: str | None = None  # a checkpoint (e.g. outputs/.../checkpoints/last.ckpt) to continue from
+    # The metric that picks the best checkpoint, stops early and is reported to Optuna's pruner.
+    monitor: str = "val/loss"
+    monitor_mode: str = "min"
+    # Checkpoints and the resolved config go here; None: Hydra's output dir (or a new dir under outputs/).
+    output_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        check_choice(self, "monitor_mode", ("min", "max"))
+        check_range(self, "seed", ge=0)
+        if self.resume is not None and not Path(self.resume).is_file():
+            raise ConfigError("resume", f"checkpoint not found: {self.resume!r}")
+
+
+OPTIMIZERS: dict[str, type] = {"sgd": SGDConfig, "adam": AdamConfig, "adamw": AdamWConfig}
+SCHEDULERS: dict[str, type] = {"cosine": CosineConfig, "step": StepConfig, "plateau": PlateauConfig}

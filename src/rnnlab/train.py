@@ -1,0 +1,257 @@
+"""``train(cfg) -> metrics``: build the plugins a config names, fit, test on the best checkpoint, log.
+
+Callable from Python and tests; the CLI (``rnnlab.cli``) is a thin Hydra wrapper around it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from rnnlab import config as rconfig
+from rnnlab.registry import backbones, data_modules, regularizers
+
+log = logging.getLogger(__name__)
+
+
+def _output_dir(cfg: DictConfig) -> Path:
+    if cfg.get("output_dir"):
+        path = Path(cfg.output_dir)
+    else:
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized():
+            path = Path(HydraConfig.get().runtime.output_dir)
+        else:
+            path = Path("outputs") / datetime.now().strftime("%Y-%m-%d/%H-%M-%S-%f")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _plugin_kwargs(node: DictConfig) -> dict[str, Any]:
+    return OmegaConf.to_object(node).kwargs()  # type: ignore[union-attr]
+
+
+def build(cfg: DictConfig) -> tuple[Any, Any]:
+    """The data module and the LightningModule for ``cfg`` (validated)."""
+    from hydra.utils import instantiate
+
+    from rnnlab.model import SequenceModel, SequenceNet
+
+    dm = data_modules.create(cfg.data.name, **_plugin_kwargs(cfg.data), shuffle_seed=cfg.seed)
+    dm.setup("fit")
+    task = dm.task()
+    backbone = backbones.create(cfg.backbone.name, input_size=task.input_size, **_plugin_kwargs(cfg.backbone))
+    regs = [regularizers.create(node.name, **_plugin_kwargs(node)) for node in cfg.regularizer.values()]
+    net = SequenceNet(backbone, task, regs, head_hidden=cfg.model.head_hidden)
+    optimizer = instantiate(cfg.optimizer)
+    scheduler, interval, monitor = None, "epoch", None
+    if cfg.get("scheduler") is not None:
+        sched = OmegaConf.to_container(cfg.scheduler, resolve=True)
+        interval, monitor = sched.pop("interval"), sched.pop("monitor")  # type: ignore[union-attr]
+        scheduler = instantiate(sched)
+    model = SequenceModel(
+        net, task, optimizer, scheduler, scheduler_interval=interval, scheduler_monitor=monitor
+    )
+    return dm, model
+
+
+def _callbacks(cfg: DictConfig, ckpt_dir: Path, run: Any) -> list[Any]:
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+
+    class _FlushMetrics(pl.Callback):
+        """Send buffered metrics to MLflow once an epoch, not once a step."""
+
+        def on_validation_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+            if trainer.is_global_zero:
+                run.flush()
+
+    callbacks: list[Any] = [
+        ModelCheckpoint(
+            dirpath=ckpt_dir,
+            filename="best",
+            monitor=cfg.monitor,
+            mode=cfg.monitor_mode,
+            save_top_k=1,
+            save_last=True,
+            auto_insert_metric_name=False,
+        ),
+        _FlushMetrics(),
+    ]
+    es = cfg.trainer.early_stopping
+    if es.enabled:
+        callbacks.append(
+            EarlyStopping(
+                monitor=cfg.monitor, mode=cfg.monitor_mode, patience=es.patience, min_delta=es.min_delta
+            )
+        )
+    if cfg.get("scheduler") is not None:
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    if cfg.trial.number is not None:
+        from rnnlab.pruning import PruningCallback
+
+        callbacks.append(PruningCallback(trial=cfg.trial, monitor=cfg.monitor))
+    return callbacks
+
+
+def _trainer(cfg: DictConfig, callbacks: list[Any], logger: Any, out_dir: Path) -> Any:
+    import pytorch_lightning as pl
+
+    flags = OmegaConf.to_container(cfg.trainer, resolve=True)
+    flags.pop("early_stopping")  # type: ignore[union-attr]
+    if flags["gradient_clip_val"] in (None, 0):  # type: ignore[index]
+        flags["gradient_clip_algorithm"] = None  # type: ignore[index]
+    return pl.Trainer(**flags, callbacks=callbacks, logger=logger, default_root_dir=str(out_dir))  # type: ignore[arg-type]
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so the run is ended FAILED rather than left RUNNING."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Terminated(f"received signal {signum}")
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit and test the model ``cfg`` describes; return its metrics.
+
+    Keys: ``val/<metric>`` (best checkpoint's), ``test/<metric>``, ``baseline/test/<metric>``,
+    ``epochs`` and ``mlflow_run_id`` is returned in ``train.last_run_id``.
+    """
+    rconfig.validate(cfg)
+    import pytorch_lightning as pl
+
+    from rnnlab import tracking
+
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
+    logging.getLogger("pytorch_lightning.accelerators.cuda").setLevel(logging.WARNING)
+    started = time.perf_counter()
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    out_dir = _output_dir(cfg)
+    dm, model = build(cfg)
+
+    rank = int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0")))
+    lc = cfg.logger
+    trial_tags = {}
+    if cfg.trial.number is not None:
+        trial_tags = {
+            "optuna.trial_number": str(cfg.trial.number),
+            "optuna.study_name": str(cfg.trial.study_name),
+        }
+    run = (
+        tracking.TrackedRun(
+            lc.tracking_uri,
+            lc.experiment_name,
+            lc.run_name,
+            tags={
+                **tracking.version_tags(),
+                **dict(lc.tags),
+                **trial_tags,
+                "rnnlab.backbone": cfg.backbone.name,
+                "rnnlab.data": cfg.data.name,
+                "rnnlab.command": _command(),
+            },
+            parent_run_id=cfg.trial.mlflow_parent_run_id,
+            flush_every=lc.flush_every_n_steps,
+        )
+        if rank == 0
+        else None
+    )
+    train.last_run_id = run.run_id if run else None  # type: ignore[attr-defined]
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
+    status, state = "FAILED", "FAIL"
+    try:
+        if run is not None:
+            run.log_params(tracking.flatten(cfg))
+            run.log_params({f"data.{k}": str(v) for k, v in dm.describe().items()})
+            run.log_params({"model.n_parameters": str(sum(p.numel() for p in model.parameters()))})
+            run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+            (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        ckpt_dir = out_dir / "checkpoints"
+        trainer = _trainer(
+            cfg, _callbacks(cfg, ckpt_dir, run), tracking.lightning_logger(run) if run else False, out_dir
+        )
+        trainer.fit(model, datamodule=dm, ckpt_path=cfg.get("resume"), weights_only=True)
+        best_path = trainer.checkpoint_callback.best_model_path
+        best_val = trainer.checkpoint_callback.best_model_score
+        tested = trainer.test(
+            model, datamodule=dm, ckpt_path=best_path or None, weights_only=True, verbose=False
+        )[0]
+        metrics = {k: float(v) for k, v in tested.items()}
+        if best_val is not None:
+            metrics[f"best_{cfg.monitor}"] = float(best_val)
+        metrics["epochs"] = float(trainer.current_epoch)
+        baseline = {f"baseline/{k}": v for k, v in dm.baseline().items()}
+        metrics.update(baseline)
+        metrics["train_seconds"] = time.perf_counter() - started
+        if run is not None:
+            run.log_metrics({k: v for k, v in metrics.items() if not k.startswith("test/")})
+            run.flush()
+            if cfg.logger.log_checkpoint and best_path:
+                run.log_artifact(best_path, "checkpoints")
+            if cfg.logger.log_model:
+                net = model.net.cpu().eval()
+                example = dm.splits["test"][0][:2].numpy()
+                run.log_model(net, input_example=example)
+            _print_results(cfg, metrics, run, dm.task())
+        status, state = "FINISHED", "COMPLETE"
+        return metrics
+    except BaseException as e:
+        if type(e).__name__ == "TrialPruned":
+            status, state = "FINISHED", "PRUNED"
+        elif run is not None:
+            run.set_tags({"rnnlab.error": f"{type(e).__name__}: {e}"[:5000]})
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        if run is not None:
+            if cfg.trial.number is not None:
+                run.set_tags({"optuna.trial_state": state})
+            run.end(status)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _command() -> str:
+    import shlex
+
+    argv = sys.argv[1:] if Path(sys.argv[0]).name in ("__main__.py", "rnnlab") else []
+    return "python -m rnnlab " + " ".join(shlex.quote(a) for a in argv) if argv else "python -m rnnlab"
+
+
+def _print_results(cfg: DictConfig, metrics: dict[str, float], run: Any, task: Any) -> None:
+    from rnnlab import tracking
+
+    names = [m for m in ("loss", *task.metrics)]
+    units = f" ({task.units})" if task.units else ""
+    lines = [f"{'metric':<14}{'model':>12}{'baseline':>12}"]
+    for m in names:
+        value = metrics.get(f"test/{m}")
+        if value is None:
+            continue
+        base = metrics.get(f"baseline/test/{m}")
+        label = f"test/{m}" + (units if m in ("mae", "rmse") else "")
+        lines.append(f"{label:<14}{value:>12.4f}{(f'{base:>12.4f}' if base is not None else ' ' * 12)}")
+    text = "\n".join(lines)
+    print(
+        f"\nrnnlab: {cfg.backbone.name} on {cfg.data.name}, {int(metrics['epochs'])} epochs, "
+        f"{metrics['train_seconds']:.1f} s\n{text}\n"
+        f"baseline: naive persistence (last observed value) on the same test windows\n"
+        f"MLflow run: {run.run_id} (experiment {cfg.logger.experiment_name!r}) in {run.tracking_uri}\n"
+        f"open it:    {tracking.ui_command(run.tracking_uri)}\n",
+        flush=True,
+    )
