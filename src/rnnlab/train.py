@@ -188,13 +188,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
         )[0]
         metrics = {k: float(v) for k, v in tested.items()}
         if best_val is not None:
-            metrics[f"best_{cfg.monitor}"] = float(best_val)
+            metrics[cfg.monitor] = float(best_val)  # the best checkpoint's, e.g. val/loss
         metrics["epochs"] = float(trainer.current_epoch)
         baseline = {f"baseline/{k}": v for k, v in dm.baseline().items()}
         metrics.update(baseline)
         metrics["train_seconds"] = time.perf_counter() - started
         if run is not None:
-            run.log_metrics({k: v for k, v in metrics.items() if not k.startswith("test/")})
+            # test/* came through Lightning; the best val value is logged apart from the per-epoch history
+            run.log_metrics({(f"best/{k}" if k == cfg.monitor else k): v for k, v in metrics.items()
+                             if not k.startswith("test/")})
             run.flush()
             if cfg.logger.log_checkpoint and best_path:
                 run.log_artifact(best_path, "checkpoints")

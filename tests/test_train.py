@@ -1,0 +1,155 @@
+"""End to end: train() and the CLI against a real MLflow SQLite store."""
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from rnnlab.train import train
+
+
+def _client(workdir):
+    return MlflowClient(f"sqlite:///{workdir}/mlflow.db")
+
+
+def _only_run(workdir):
+    client = _client(workdir)
+    exp = client.get_experiment_by_name("rnnlab")
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1
+    return client, runs[0]
+
+
+def test_train_logs_a_complete_run(small_cfg, workdir):
+    cfg = small_cfg("logger.log_model=true", "trainer.max_epochs=3", "trainer.early_stopping.enabled=false")
+    metrics = train(cfg)
+    assert {"test/loss", "test/mae", "test/rmse", "baseline/test/rmse", "epochs"} <= set(metrics)
+    assert metrics["epochs"] == 3
+
+    client, run = _only_run(workdir)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["backbone.hidden_size"] == "8" and run.data.params["data.name"] == "sine"
+    assert run.data.params["optimizer._target_"] == "torch.optim.Adam"
+    assert {"rnnlab.version", "torch.version", "lightning.version", "host"} <= set(run.data.tags)
+    assert run.data.metrics["test/rmse"] == pytest.approx(metrics["test/rmse"])
+    history = client.get_metric_history(run.info.run_id, "val/loss")
+    assert len(history) == 3  # one value per epoch
+    assert len(client.get_metric_history(run.info.run_id, "train/loss_epoch")) == 3
+
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "checkpoints"} <= artifacts
+    config_text = client.download_artifacts(run.info.run_id, "config.yaml", str(workdir))
+    assert "hidden_size: 8" in Path(config_text).read_text()
+    checkpoints = client.list_artifacts(run.info.run_id, "checkpoints")
+    assert [a.path for a in checkpoints] == ["checkpoints/best.ckpt"]
+
+    import mlflow.pytorch
+
+    mlflow.set_tracking_uri(f"sqlite:///{workdir}/mlflow.db")
+    model = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model")
+    x = torch.randn(5, 16, 1)
+    pred = model(x)
+    assert pred.shape == (5, 1) and torch.isfinite(pred).all()
+
+
+def test_model_beats_persistence_on_sine(small_cfg):
+    metrics = train(small_cfg("data.length=2000", "backbone.hidden_size=16", "trainer.max_epochs=8",
+                              "optimizer.lr=0.01", "data.noise=0.02"))
+    assert metrics["test/rmse"] < metrics["baseline/test/rmse"]
+
+
+def test_same_seed_gives_identical_metrics(small_cfg, workdir):
+    a = train(small_cfg("seed=7", f"output_dir={workdir}/a"))
+    b = train(small_cfg("seed=7", f"output_dir={workdir}/b"))
+    c = train(small_cfg("seed=8", f"output_dir={workdir}/c"))
+    for key in ("test/loss", "test/rmse", "val/loss"):
+        assert a[key] == b[key], key
+    assert a["test/loss"] != c["test/loss"]
+
+
+def test_a_run_that_fails_is_marked_failed(small_cfg, workdir):
+    bad = workdir / "not_a_checkpoint.ckpt"
+    bad.write_bytes(b"this is not a checkpoint")
+    with pytest.raises(Exception):  # noqa: B017 - whatever torch raises for a corrupt file
+        train(small_cfg(f"resume={bad}"))
+    _, run = _only_run(workdir)
+    assert run.info.status == "FAILED"
+    assert "rnnlab.error" in run.data.tags
+
+
+def test_resume_continues_from_a_checkpoint(small_cfg, workdir):
+    train(small_cfg("trainer.max_epochs=2", f"output_dir={workdir}/first"))
+    last = workdir / "first" / "checkpoints" / "last.ckpt"
+    assert last.is_file()
+    metrics = train(small_cfg("trainer.max_epochs=4", f"resume={last}", f"output_dir={workdir}/second"))
+    assert metrics["epochs"] == 4
+
+
+def test_regularizers_and_scheduler_train(small_cfg):
+    metrics = train(small_cfg("regularizer=[dropout,ar_tar]", "scheduler=plateau", "optimizer=sgd"))
+    assert np.isfinite(metrics["test/loss"])
+
+
+def test_exploding_loss_stops_with_a_clear_error(small_cfg, workdir):
+    cfg = small_cfg("backbone=rnn", "backbone.nonlinearity=relu", "optimizer=sgd", "optimizer.lr=1e6",
+                    "trainer.gradient_clip_val=null", "model.head_hidden=8")
+    with pytest.raises(FloatingPointError, match="gradients exploded"):
+        train(cfg)
+    _, run = _only_run(workdir)
+    assert run.info.status == "FAILED"
+
+
+def test_cli_trains_and_prints_the_results_table(workdir):
+    from conftest import SMALL, run_cli
+
+    res = run_cli([*SMALL, "backbone=gru"], workdir)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "test/rmse" in res.stdout and "baseline" in res.stdout
+    assert "mlflow ui --backend-store-uri sqlite:///" in res.stdout
+    _, run = _only_run(workdir)
+    assert run.info.status == "FINISHED" and run.data.params["backbone.name"] == "gru"
+    assert run.info.run_id in res.stdout
+
+
+def test_cli_multirun_makes_one_run_per_job(workdir):
+    from conftest import SMALL, run_cli
+
+    res = run_cli(["-m", *SMALL, "trainer.max_epochs=1", "backbone=rnn,gru"], workdir)
+    assert res.returncode == 0, res.stderr[-3000:]
+    client = _client(workdir)
+    runs = client.search_runs([client.get_experiment_by_name("rnnlab").experiment_id])
+    assert sorted(r.data.params["backbone.name"] for r in runs) == ["gru", "rnn"]
+    assert all(r.info.status == "FINISHED" for r in runs)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupted_run_is_marked_failed_not_running(workdir, sig):
+    from conftest import SMALL
+
+    args = [*SMALL, "data.length=8000", "trainer.max_epochs=200", "trainer.early_stopping.enabled=false"]
+    proc = subprocess.Popen([sys.executable, "-m", "rnnlab", *args], cwd=workdir, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    client = _client(workdir)
+    deadline = time.time() + 120
+    run = None
+    while time.time() < deadline:  # wait until the run has logged a first epoch
+        time.sleep(1)
+        try:
+            exp = client.get_experiment_by_name("rnnlab")
+            runs = client.search_runs([exp.experiment_id]) if exp else []
+        except Exception:
+            runs = []
+        if runs and client.get_metric_history(runs[0].info.run_id, "val/loss"):
+            run = runs[0]
+            break
+    assert run is not None, proc.communicate(timeout=30)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert client.get_run(run.info.run_id).info.status == "FAILED", err[-2000:]
