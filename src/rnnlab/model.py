@@ -138,7 +138,8 @@ class SequenceModel(pl.LightningModule):
         h = self.net.features(x)  # (B, T, H)
         out = self.net.head_out(h)
         loss = self._loss(out, y)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(x))
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(x),
+                 sync_dist=self.trainer.world_size > 1)
         for reg in self.net.regularizers:
             penalty = reg.penalty(h)
             if penalty is not None:

@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     from rnnlab import tracking
 
+    _quiet()
     logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
     logging.getLogger("pytorch_lightning.accelerators.cuda").setLevel(logging.WARNING)
     started = time.perf_counter()
@@ -222,6 +224,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
             run.end(status)
 
 
+def _quiet() -> None:
+    """Silence third-party warnings that say nothing about the user's run."""
+    for message in (r".*isinstance\(treespec, LeafSpec\)",  # Lightning vs torch 2.13
+                    r"The number of training batches .* is smaller than the logging interval",
+                    r"The tensor attributes .* were assigned during export",  # MLflow's model export
+                    r"It is recommended to use `self.log\('(val|test)/",  # already all-reduced sums
+                    r".*does not have many workers which may be a bottleneck"):  # we slice tensors
+        warnings.filterwarnings("ignore", message=message)
+
+
 def _main_thread() -> bool:
     import threading
 
@@ -240,14 +252,14 @@ def _print_results(cfg: DictConfig, metrics: dict[str, float], run: Any, task: A
 
     names = [m for m in ("loss", *task.metrics)]
     units = f" ({task.units})" if task.units else ""
-    lines = [f"{'metric':<14}{'model':>12}{'baseline':>12}"]
+    lines = [f"{'metric':<18}{'model':>12}{'baseline':>12}"]
     for m in names:
         value = metrics.get(f"test/{m}")
         if value is None:
             continue
         base = metrics.get(f"baseline/test/{m}")
         label = f"test/{m}" + (units if m in ("mae", "rmse") else "")
-        lines.append(f"{label:<14}{value:>12.4f}{(f'{base:>12.4f}' if base is not None else ' ' * 12)}")
+        lines.append(f"{label:<18}{value:>12.4f}{(f'{base:>12.4f}' if base is not None else ' ' * 12)}")
     text = "\n".join(lines)
     print(
         f"\nrnnlab: {cfg.backbone.name} on {cfg.data.name}, {int(metrics['epochs'])} epochs, "
