@@ -63,8 +63,10 @@ def main() -> None:
         print(f"\ndefault experiment (python -m rnnlab), {args.default_runs} runs")
         print(f"wall seconds: median {statistics.median(times):.1f} (runs: {', '.join(f'{t:.1f}' for t in times)})")
         print(f"epochs (early stopping): {epochs}")
-        print(f"test RMSE: model {statistics.median(rmse):.4f} vs persistence {statistics.median(base_rmse):.4f} "
-              f"(ratio {statistics.median(rmse) / statistics.median(base_rmse):.3f})")
+        print(
+            f"test RMSE: model {statistics.median(rmse):.4f} vs persistence {statistics.median(base_rmse):.4f} "
+            f"(ratio {statistics.median(rmse) / statistics.median(base_rmse):.3f})"
+        )
 
 
 if __name__ == "__main__":

@@ -21,3 +21,7 @@ if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
   } >"$log" 2>&1 || { tail -n 30 "$log" >&2; echo "rnnlab: install failed (see $log)" >&2; exit 1; }
   touch "$stamp"
 fi
+# Hydra finds its plugins by walking the hydra_plugins namespace, which setuptools' editable finder
+# hides; a path entry for plugins/ shows it (and picks up new plugin modules without a reinstall).
+site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+[ -f "$site/rnnlab-dev-plugins.pth" ] || echo "$root/plugins" > "$site/rnnlab-dev-plugins.pth"

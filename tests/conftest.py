@@ -43,10 +43,15 @@ def small_cfg(workdir: Path):
     return make
 
 
-def run_cli(args: Sequence[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 300,
-            ) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    args: Sequence[str],
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+) -> subprocess.CompletedProcess[str]:
     """``python -m rnnlab ARGS`` in ``cwd``, as a user would type it."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     full_env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run([sys.executable, "-m", "rnnlab", *args], cwd=cwd, env=full_env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "rnnlab", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+    )

@@ -54,8 +54,7 @@ def test_every_shipped_config_builds_its_model(tmp_path, monkeypatch):
         x, y = dm.splits["train"][0][:4], dm.splits["train"][1][:4]
         assert model(x).shape == y.shape
         opt = model.configure_optimizers()
-        assert isinstance(opt if isinstance(opt, torch.optim.Optimizer) else opt["optimizer"],
-                          torch.optim.Optimizer)
+        assert isinstance(opt if isinstance(opt, torch.optim.Optimizer) else opt["optimizer"], torch.optim.Optimizer)
 
 
 def test_seed_lstm_experiment_is_the_articles_model():
@@ -72,8 +71,10 @@ BAD = [
     (["backbone.hiden_size=3"], "backbone.hiden_size: unknown key; valid keys: bidirectional, dropout"),
     (["foo=1"], "foo: unknown key; valid keys: backbone, data"),
     (["trainer.max_epochs=0"], "trainer.max_epochs: must be >= 1, got 0"),
-    (["trainer.gradient_clip_algorithm=max"], "trainer.gradient_clip_algorithm: invalid value 'max'; "
-                                              "valid choices: norm, value"),
+    (
+        ["trainer.gradient_clip_algorithm=max"],
+        "trainer.gradient_clip_algorithm: invalid value 'max'; valid choices: norm, value",
+    ),
     (["optimizer=sgd", "optimizer.momentum=1.5"], "optimizer.momentum: must be < 1, got 1.5"),
     (["regularizer=[dropou]"], "regularizer: unknown regularizer 'dropou'; valid choices: ar_tar, dropout"),
     (["data.city=paris"], "data.city: invalid value 'paris'; valid choices: seattle, sf"),
@@ -103,9 +104,11 @@ def test_missing_csv_column_lists_the_columns(tmp_path):
 def test_cli_reports_bad_input_in_one_line_with_nonzero_exit(tmp_path):
     from conftest import run_cli
 
-    for args, expected in [(["backbone=lstn"], "valid choices: gru, lstm, rnn"),
-                           (["backbone.hidden_size=abc"], "backbone.hidden_size"),
-                           (["data=csv", "data.path=no.csv", "data.target=y"], "data.path: file not found")]:
+    for args, expected in [
+        (["backbone=lstn"], "valid choices: gru, lstm, rnn"),
+        (["backbone.hidden_size=abc"], "backbone.hidden_size"),
+        (["data=csv", "data.path=no.csv", "data.target=y"], "data.path: file not found"),
+    ]:
         res = run_cli(args, tmp_path)
         assert res.returncode == 2, res.stderr
         lines = [line for line in res.stderr.splitlines() if line.strip()]

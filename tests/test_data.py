@@ -49,8 +49,9 @@ def test_splits_are_chronological_and_scaled_on_train_only(tmp_path):
     # the scaler saw the training part (values 0..599) alone
     assert task.target_shift[0] == pytest.approx(np.arange(600).mean())
     # targets follow their window: the next 3 values
-    assert torch.allclose(unscale(xte[0, -1, 0]) + torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64),
-                          unscale(yte[0]), atol=1e-4)
+    assert torch.allclose(
+        unscale(xte[0, -1, 0]) + torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64), unscale(yte[0]), atol=1e-4
+    )
     # persistence on a ramp of slope 1 with horizon 3 is off by 1, 2, 3
     base = dm.baseline()
     assert base["test/mae"] == pytest.approx(2.0, abs=1e-4)
@@ -64,8 +65,11 @@ def test_csv_uses_feature_columns_and_sorts_by_time(tmp_path):
     dm = _series("csv", path=str(path), target="load", features=["day"], sort_by="when", window=12)
     assert dm.task().input_size == 2
     x, _ = dm.splits["train"]
-    assert torch.allclose(x[0, :, 1] * dm._scale[1] + dm._mean[1],
-                          torch.tensor([i % 7 for i in range(12)], dtype=torch.float32), atol=1e-4)
+    assert torch.allclose(
+        x[0, :, 1] * dm._scale[1] + dm._mean[1],
+        torch.tensor([i % 7 for i in range(12)], dtype=torch.float32),
+        atol=1e-4,
+    )
 
 
 def test_csv_with_non_numeric_values_names_the_column(tmp_path):

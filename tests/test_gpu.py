@@ -5,15 +5,20 @@ import torch
 
 from rnnlab.train import train
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 
 @pytest.mark.parametrize("backbone", ["rnn", "lstm", "gru"])
 def test_trains_on_gpu_deterministically(small_cfg, workdir, backbone):
     """cuDNN's fused RNNs under trainer.deterministic=true: the same seed gives the same metrics."""
-    runs = [train(small_cfg(f"backbone={backbone}", "trainer.accelerator=gpu", "backbone.num_layers=2",
-                            f"output_dir={workdir}/{i}")) for i in range(2)]
+    runs = [
+        train(
+            small_cfg(
+                f"backbone={backbone}", "trainer.accelerator=gpu", "backbone.num_layers=2", f"output_dir={workdir}/{i}"
+            )
+        )
+        for i in range(2)
+    ]
     assert runs[0]["test/loss"] == runs[1]["test/loss"]
     assert runs[0]["val/loss"] == runs[1]["val/loss"]
 

@@ -21,14 +21,24 @@ def test_wheel_install_in_fresh_venv_trains_from_another_directory(tmp_path):
     subprocess.run([*pip, f"torch=={torch.__version__.split('+')[0]}"], check=True, timeout=900)
     subprocess.run([*pip, str(ROOT)], check=True, timeout=900)
 
-    site = subprocess.run([python, "-c", "import rnnlab.conf, os; print(os.path.dirname(rnnlab.conf.__file__))"],
-                          capture_output=True, text=True, check=True, cwd=tmp_path).stdout.strip()
+    site = subprocess.run(
+        [python, "-c", "import rnnlab.conf, os; print(os.path.dirname(rnnlab.conf.__file__))"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    ).stdout.strip()
     assert "site-packages" in site and Path(site, "backbone", "gru.yaml").is_file()
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    res = subprocess.run([python, "-m", "rnnlab", "backbone=gru", "trainer.max_epochs=1"], cwd=elsewhere,
-                         capture_output=True, text=True, timeout=900)
+    res = subprocess.run(
+        [python, "-m", "rnnlab", "backbone=gru", "trainer.max_epochs=1"],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "gru on temperature" in res.stdout
     assert (elsewhere / "mlflow.db").is_file()

@@ -59,8 +59,15 @@ def test_train_logs_a_complete_run(small_cfg, workdir):
 
 
 def test_model_beats_persistence_on_sine(small_cfg):
-    metrics = train(small_cfg("data.length=2000", "backbone.hidden_size=16", "trainer.max_epochs=8",
-                              "optimizer.lr=0.01", "data.noise=0.02"))
+    metrics = train(
+        small_cfg(
+            "data.length=2000",
+            "backbone.hidden_size=16",
+            "trainer.max_epochs=8",
+            "optimizer.lr=0.01",
+            "data.noise=0.02",
+        )
+    )
     assert metrics["test/rmse"] < metrics["baseline/test/rmse"]
 
 
@@ -97,8 +104,14 @@ def test_regularizers_and_scheduler_train(small_cfg):
 
 
 def test_exploding_loss_stops_with_a_clear_error(small_cfg, workdir):
-    cfg = small_cfg("backbone=rnn", "backbone.nonlinearity=relu", "optimizer=sgd", "optimizer.lr=1e6",
-                    "trainer.gradient_clip_val=null", "model.head_hidden=8")
+    cfg = small_cfg(
+        "backbone=rnn",
+        "backbone.nonlinearity=relu",
+        "optimizer=sgd",
+        "optimizer.lr=1e6",
+        "trainer.gradient_clip_val=null",
+        "model.head_hidden=8",
+    )
     with pytest.raises(FloatingPointError, match="gradients exploded"):
         train(cfg)
     _, run = _only_run(workdir)
@@ -133,8 +146,9 @@ def test_interrupted_run_is_marked_failed_not_running(workdir, sig):
     from conftest import SMALL
 
     args = [*SMALL, "data.length=8000", "trainer.max_epochs=200", "trainer.early_stopping.enabled=false"]
-    proc = subprocess.Popen([sys.executable, "-m", "rnnlab", *args], cwd=workdir, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rnnlab", *args], cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     client = _client(workdir)
     deadline = time.time() + 120
     run = None

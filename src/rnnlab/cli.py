@@ -73,9 +73,7 @@ def _hydra_main(cfg: DictConfig) -> Any:
     except Exception as e:
         if _full_error():
             raise
-        _fail(
-            f"{type(e).__name__}: {rconfig._first_line(str(e))} (HYDRA_FULL_ERROR=1 shows the traceback)", 1
-        )
+        _fail(f"{type(e).__name__}: {rconfig._first_line(str(e))} (HYDRA_FULL_ERROR=1 shows the traceback)", 1)
 
 
 def _split(argv: Sequence[str]) -> tuple[list[str], set[str]]:
@@ -130,6 +128,10 @@ def check(overrides: Sequence[str], multirun: bool = False) -> None:
     except Exception as e:
         raise rconfig.ConfigError("", rconfig.explain(e)) from e
     rconfig.validate(cfg)
+    if not multirun:
+        from rnnlab.tracking import check_reachable
+
+        check_reachable(cfg.logger.tracking_uri)
 
 
 def print_help() -> None:

@@ -160,9 +160,7 @@ def explain(exc: BaseException) -> str:
 def _explain_omegaconf(exc: OmegaConfBaseException, outer: str) -> str:
     key = getattr(exc, "full_key", None) or ""
     msg = _first_line(str(getattr(exc, "msg", None) or exc))
-    m = re.search(r"Key '([^']+)' (?:is )?not in struct", str(exc)) or re.search(
-        r"Could not override '([^']+)'", outer
-    )
+    m = re.search(r"Key '([^']+)' (?:is )?not in struct", str(exc)) or re.search(r"Could not override '([^']+)'", outer)
     if m or "not in struct" in str(exc) or "ConfigKeyError" in type(exc).__name__:
         key = key or (m.group(1) if m else "")
         parent = key.rpartition(".")[0]

@@ -138,8 +138,15 @@ class SequenceModel(pl.LightningModule):
         h = self.net.features(x)  # (B, T, H)
         out = self.net.head_out(h)
         loss = self._loss(out, y)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(x),
-                 sync_dist=self.trainer.world_size > 1)
+        self.log(
+            "train/loss",
+            loss,
+            on_step=True,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(x),
+            sync_dist=self.trainer.world_size > 1,
+        )
         for reg in self.net.regularizers:
             penalty = reg.penalty(h)
             if penalty is not None:
@@ -187,4 +194,3 @@ class SequenceModel(pl.LightningModule):
         if self._scheduler_monitor:
             scheduler["monitor"] = self._scheduler_monitor
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
-

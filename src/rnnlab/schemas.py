@@ -200,9 +200,7 @@ class TrainerConfig:
         check_range(self, "max_epochs", ge=1)
         check_range(self, "min_epochs", ge=0)
         if self.min_epochs > self.max_epochs:
-            raise ConfigError(
-                "min_epochs", f"must be <= max_epochs ({self.max_epochs}), got {self.min_epochs}"
-            )
+            raise ConfigError("min_epochs", f"must be <= max_epochs ({self.max_epochs}), got {self.min_epochs}")
         check_choice(self, "gradient_clip_algorithm", ("norm", "value"))
         check_range(self, "gradient_clip_val", ge=0)
         check_range(self, "accumulate_grad_batches", ge=1)

@@ -50,9 +50,7 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
         return  # the server answered; an older server may lack /health
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
-        raise ConfigError(
-            "logger.tracking_uri", f"cannot reach the MLflow server at {uri}: {reason}"
-        ) from None
+        raise ConfigError("logger.tracking_uri", f"cannot reach the MLflow server at {uri}: {reason}") from None
 
 
 def ui_command(uri: str) -> str:

@@ -59,9 +59,7 @@ def build(cfg: DictConfig) -> tuple[Any, Any]:
         sched = OmegaConf.to_container(cfg.scheduler, resolve=True)
         interval, monitor = sched.pop("interval"), sched.pop("monitor")  # type: ignore[union-attr]
         scheduler = instantiate(sched)
-    model = SequenceModel(
-        net, task, optimizer, scheduler, scheduler_interval=interval, scheduler_monitor=monitor
-    )
+    model = SequenceModel(net, task, optimizer, scheduler, scheduler_interval=interval, scheduler_monitor=monitor)
     return dm, model
 
 
@@ -91,9 +89,7 @@ def _callbacks(cfg: DictConfig, ckpt_dir: Path, run: Any) -> list[Any]:
     es = cfg.trainer.early_stopping
     if es.enabled:
         callbacks.append(
-            EarlyStopping(
-                monitor=cfg.monitor, mode=cfg.monitor_mode, patience=es.patience, min_delta=es.min_delta
-            )
+            EarlyStopping(monitor=cfg.monitor, mode=cfg.monitor_mode, patience=es.patience, min_delta=es.min_delta)
         )
     if cfg.get("scheduler") is not None:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
@@ -125,8 +121,9 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit and test the model ``cfg`` describes; return its metrics.
 
-    Keys: ``val/<metric>`` (best checkpoint's), ``test/<metric>``, ``baseline/test/<metric>``,
-    ``epochs`` and ``mlflow_run_id`` is returned in ``train.last_run_id``.
+    Keys: ``test/<metric>`` (on the best checkpoint), ``<monitor>`` (that checkpoint's value, e.g.
+    ``val/loss``), ``baseline/test/<metric>`` (e.g. naive persistence), ``epochs``, ``train_seconds``.
+    The MLflow run is ended FINISHED, or FAILED if anything raises (Ctrl-C and SIGTERM included).
     """
     rconfig.validate(cfg)
     import pytorch_lightning as pl
@@ -168,7 +165,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if rank == 0
         else None
     )
-    train.last_run_id = run.run_id if run else None  # type: ignore[attr-defined]
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
     status, state = "FAILED", "FAIL"
     try:
@@ -185,9 +181,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.fit(model, datamodule=dm, ckpt_path=cfg.get("resume"), weights_only=True)
         best_path = trainer.checkpoint_callback.best_model_path
         best_val = trainer.checkpoint_callback.best_model_score
-        tested = trainer.test(
-            model, datamodule=dm, ckpt_path=best_path or None, weights_only=True, verbose=False
-        )[0]
+        tested = trainer.test(model, datamodule=dm, ckpt_path=best_path or None, weights_only=True, verbose=False)[0]
         metrics = {k: float(v) for k, v in tested.items()}
         if best_val is not None:
             metrics[cfg.monitor] = float(best_val)  # the best checkpoint's, e.g. val/loss
@@ -197,8 +191,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics["train_seconds"] = time.perf_counter() - started
         if run is not None:
             # test/* came through Lightning; the best val value is logged apart from the per-epoch history
-            run.log_metrics({(f"best/{k}" if k == cfg.monitor else k): v for k, v in metrics.items()
-                             if not k.startswith("test/")})
+            run.log_metrics(
+                {(f"best/{k}" if k == cfg.monitor else k): v for k, v in metrics.items() if not k.startswith("test/")}
+            )
             run.flush()
             if cfg.logger.log_checkpoint and best_path:
                 run.log_artifact(best_path, "checkpoints")
@@ -226,11 +221,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 def _quiet() -> None:
     """Silence third-party warnings that say nothing about the user's run."""
-    for message in (r".*isinstance\(treespec, LeafSpec\)",  # Lightning vs torch 2.13
-                    r"The number of training batches .* is smaller than the logging interval",
-                    r"The tensor attributes .* were assigned during export",  # MLflow's model export
-                    r"It is recommended to use `self.log\('(val|test)/",  # already all-reduced sums
-                    r".*does not have many workers which may be a bottleneck"):  # we slice tensors
+    for message in (
+        r".*isinstance\(treespec, LeafSpec\)",  # Lightning vs torch 2.13
+        r"The number of training batches .* is smaller than the logging interval",
+        r"The tensor attributes .* were assigned during export",  # MLflow's model export
+        r"It is recommended to use `self.log\('(val|test)/",  # already all-reduced sums
+        r".*does not have many workers which may be a bottleneck",
+    ):  # we slice tensors
         warnings.filterwarnings("ignore", message=message)
 
 

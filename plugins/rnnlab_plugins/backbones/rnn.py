@@ -19,6 +19,4 @@ class RNNBackbone(FusedBackbone):
         dropout: float = 0.0,
         nonlinearity: str = "tanh",
     ) -> None:
-        super().__init__(
-            input_size, hidden_size, num_layers, bidirectional, dropout, nonlinearity=nonlinearity
-        )
+        super().__init__(input_size, hidden_size, num_layers, bidirectional, dropout, nonlinearity=nonlinearity)

@@ -60,9 +60,7 @@ class SeriesDataModule(InMemoryDataModule):
             values = values[:, None]
         if not np.isfinite(values).all():
             bad = int((~np.isfinite(values)).any(axis=1).sum())
-            raise ConfigError(
-                "data", f"{bad} rows have missing or non-numeric values; clean the series first"
-            )
+            raise ConfigError("data", f"{bad} rows have missing or non-numeric values; clean the series first")
         n = len(values)
         n_test = round(n * self.test_fraction)
         n_val = round(n * self.val_fraction)

@@ -8,9 +8,7 @@ from rnnlab_plugins.data._series import SeriesDataModule
 
 
 class SineDataModule(SeriesDataModule):
-    def __init__(
-        self, length: int = 4000, period: float = 50.0, noise: float = 0.1, seed: int = 0, **kwargs
-    ) -> None:
+    def __init__(self, length: int = 4000, period: float = 50.0, noise: float = 0.1, seed: int = 0, **kwargs) -> None:
         super().__init__(**kwargs)
         self.length = length
         self.period = period

@@ -1,0 +1,80 @@
+"""The Optuna sweeper end to end on ``python -m rnnlab`` (tiny settings: sine data, 3 epochs)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), os.environ.get("PYTHONPATH", "")])}
+
+pytest.importorskip("rnnlab.train")
+
+
+def test_rnnlab_sweep_prunes_and_nests_mlflow_runs(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "rnnlab",
+        "-m",
+        "hydra/sweeper=optuna",
+        "backbone=gru",
+        "data=sine",
+        "data.length=600",
+        "trainer.max_epochs=4",
+        "trainer.early_stopping.enabled=false",
+        "backbone.hidden_size=8",
+        "logger.log_model=false",
+        "logger.log_checkpoint=false",
+        "hydra.sweep.dir=multirun/s",
+        "hydra.sweeper.study_name=s",
+        "hydra.sweeper.n_trials=5",
+        "hydra.sweeper.sampler.name=random",
+        "hydra.sweeper.sampler.seed=0",
+        "hydra.sweeper.plots=false",
+        "hydra.sweeper.pruner.name=median",
+        "hydra.sweeper.pruner.n_startup_trials=1",
+        "hydra.sweeper.pruner.n_warmup_steps=0",
+        "optimizer.lr=tag(log, interval(1e-5, 3e-2))",
+    ]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=ENV, text=True, capture_output=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    trials = study.get_trials()
+    assert len(trials) == 5
+    assert {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
+    assert any(t.state == TrialState.PRUNED for t in trials), [t.intermediate_values for t in trials]
+    assert all(len(t.intermediate_values) >= 1 for t in trials)  # every epoch reported by PruningCallback
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("rnnlab").experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("rnnlab.sweep") == "true"]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["best/val/loss"] == pytest.approx(study.best_value)
+    children = {
+        int(r.data.tags["optuna.trial_number"]): r.data.tags["optuna.trial_state"]
+        for r in runs
+        if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+    }
+    assert children == {t.number: t.state.name for t in trials}
+
+    sweep_dir = tmp_path / "multirun" / "s"
+    single = subprocess.run(
+        [sys.executable, "-m", "rnnlab", "--config-dir", str(sweep_dir), "--config-name", "best", "--cfg", "job"],
+        cwd=tmp_path,
+        env=ENV,
+        text=True,
+        capture_output=True,
+        timeout=60,
+    )
+    assert single.returncode == 0, single.stderr
+    assert f"lr: {study.best_params['optimizer.lr']}" in single.stdout
