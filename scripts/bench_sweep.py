@@ -1,7 +1,12 @@
 """Pruning vs no pruning: the same search space, sampler seed and trial budget, on a real task.
 
-    python scripts/bench_sweep.py                      # LSTM on SF hourly temperature, 20 trials x 8 epochs
-    python scripts/bench_sweep.py --trials 24 --epochs 12 --pruner median
+    python scripts/bench_sweep.py                 # LSTM on SF hourly temperature, 20 trials x 16 epochs
+    python scripts/bench_sweep.py --sampler tpe --trials 24 --epochs 12 --pruner median
+
+With ``--sampler random`` (the default) both arms try exactly the same configurations, so the
+difference between them is the pruner's alone: the epochs it saved, and whether it let the best
+configuration finish. With ``--sampler tpe`` the pruned arm's history also steers what it samples
+next, so the two arms explore different configurations and the comparison mixes both effects.
 
 Runs ``python -m rnnlab -m`` twice in fresh directories (own optuna.db / mlflow.db each) and prints,
 for both, the epochs trained (summed over trials, from the intermediate values every job reports),
@@ -26,7 +31,7 @@ PRUNERS = {
         "hydra.sweeper.pruner.name=percentile",
         "hydra.sweeper.pruner.percentile=25.0",
         "hydra.sweeper.pruner.n_startup_trials=3",
-        "hydra.sweeper.pruner.n_warmup_steps=0",
+        "hydra.sweeper.pruner.n_warmup_steps=1",
     ],
     "median": [
         "hydra.sweeper.pruner.name=median",
@@ -64,9 +69,9 @@ def run(workdir: Path, name: str, args: argparse.Namespace, pruner: list[str]) -
         f"hydra.sweep.dir=multirun/{name}",
         f"hydra.sweeper.study_name={name}",
         f"hydra.sweeper.n_trials={args.trials}",
-        "hydra.sweeper.sampler.name=tpe",
+        f"hydra.sweeper.sampler.name={args.sampler}",
         f"hydra.sweeper.sampler.seed={args.seed}",
-        "hydra.sweeper.sampler.n_startup_trials=4",
+        *(["hydra.sweeper.sampler.n_startup_trials=4"] if args.sampler == "tpe" else []),
         "hydra.sweeper.plots=false",
         "optimizer.lr=tag(log, interval(1e-4, 3e-2))",
         "backbone.hidden_size=choice(16, 32, 64)",
@@ -102,7 +107,8 @@ def run(workdir: Path, name: str, args: argparse.Namespace, pruner: list[str]) -
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--trials", type=int, default=20)
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=16)
+    p.add_argument("--sampler", choices=["random", "tpe"], default="random")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pruner", choices=sorted(PRUNERS), default="percentile")
     p.add_argument("--backbone", default="lstm")
@@ -119,7 +125,7 @@ def main() -> None:
 
     budget = args.trials * args.epochs
     print(
-        f"\n{args.backbone} on {args.data}: {args.trials} trials x up to {args.epochs} epochs, TPE seed "
+        f"\n{args.backbone} on {args.data}: {args.trials} trials x up to {args.epochs} epochs, {args.sampler} sampler seed "
         f"{args.seed}, pruner {args.pruner}; stores in {base}"
     )
     print(f"{'':12} {'epochs':>8} {'of budget':>10} {'wall s':>8} {'best val/loss':>14} {'complete':>9} {'pruned':>7}")
