@@ -109,6 +109,8 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=20)
     p.add_argument("--epochs", type=int, default=16)
     p.add_argument("--sampler", choices=["random", "tpe"], default="random")
+    p.add_argument("--replays", type=int, default=50, help="trial orders to replay the pruner in (0: none)")
+    p.add_argument("--replay-only", type=Path, default=None, help="replay on a finished run's --workdir")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pruner", choices=sorted(PRUNERS), default="percentile")
     p.add_argument("--backbone", default="lstm")
@@ -116,6 +118,9 @@ def main() -> None:
     p.add_argument("--workdir", type=Path, default=None, help="keep the stores here (default: a temp dir)")
     args = p.parse_args()
 
+    if args.replay_only:
+        replay(args.replay_only / "no_pruning", args)
+        return
     base = args.workdir or Path(tempfile.mkdtemp(prefix="bench_sweep_"))
     results = {}
     for name, pruner in (("no_pruning", ["hydra.sweeper.pruner.name=none"]), ("pruning", PRUNERS[args.pruner])):
@@ -125,8 +130,8 @@ def main() -> None:
 
     budget = args.trials * args.epochs
     print(
-        f"\n{args.backbone} on {args.data}: {args.trials} trials x up to {args.epochs} epochs, {args.sampler} sampler seed "
-        f"{args.seed}, pruner {args.pruner}; stores in {base}"
+        f"\n{args.backbone} on {args.data}: {args.trials} trials x up to {args.epochs} epochs, "
+        f"{args.sampler} sampler seed {args.seed}, pruner {args.pruner}; stores in {base}"
     )
     print(f"{'':12} {'epochs':>8} {'of budget':>10} {'wall s':>8} {'best val/loss':>14} {'complete':>9} {'pruned':>7}")
     for name, r in results.items():
@@ -142,6 +147,52 @@ def main() -> None:
         f"pruning: best within {gap:+.1%} of no pruning, {share:.0%} of its epochs, "
         f"{b['wall'] / a['wall']:.0%} of its wall time -> target (<= +5 %, <= 40 % epochs) "
         f"{'met' if ok else 'NOT met'}"
+    )
+    if args.replays:
+        replay(base / "no_pruning", args)
+
+
+def replay(workdir: Path, args: argparse.Namespace) -> None:
+    """How much of the result is the trial order's luck: the unpruned arm recorded every trial's full
+    learning curve, so the same pruner (Optuna's, with the same arguments) is replayed on those curves
+    in ``--replays`` random orders, each judged against the same target."""
+    import random
+    import statistics
+
+    import optuna
+
+    from rnnlab.pruning import create_pruner
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name="no_pruning", storage=f"sqlite:///{workdir / 'optuna.db'}")
+    curves = [[t.intermediate_values[k] for k in sorted(t.intermediate_values)] for t in study.trials]
+    best = min(min(c) for c in curves)
+    budget = sum(len(c) for c in curves)
+    spec = dict(arg.split("hydra.sweeper.pruner.", 1)[1].split("=", 1) for arg in PRUNERS[args.pruner])
+    name = spec.pop("name")
+    kwargs = {k: (float(v) if "." in v else int(v)) for k, v in spec.items()}
+    shares, gaps = [], []
+    for seed in range(args.replays):
+        replayed = optuna.create_study(pruner=create_pruner(name, **kwargs))
+        epochs, finished = 0, []
+        for curve in random.Random(seed).sample(curves, len(curves)):
+            trial = replayed.ask()
+            for step, value in enumerate(curve):
+                trial.report(value, step)
+                epochs += 1
+                if trial.should_prune():
+                    replayed.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                    break
+            else:
+                replayed.tell(trial, min(curve))
+                finished.append(min(curve))
+        shares.append(epochs / budget)
+        gaps.append(min(finished) / best - 1)
+    hits = sum(s <= 0.40 and g <= 0.05 for s, g in zip(shares, gaps, strict=True))
+    print(
+        f"replayed on the unpruned curves in {args.replays} random trial orders: epochs median "
+        f"{statistics.median(shares):.0%} (range {min(shares):.0%}-{max(shares):.0%}), best gap median "
+        f"{statistics.median(gaps):+.1%} (worst {max(gaps):+.1%}); target met in {hits}/{args.replays}"
     )
 
 
