@@ -110,6 +110,41 @@ def _trainer(cfg: DictConfig, callbacks: list[Any], logger: Any, out_dir: Path) 
     return pl.Trainer(**flags, callbacks=callbacks, logger=logger, default_root_dir=str(out_dir))  # type: ignore[arg-type]
 
 
+# Set by Lightning's DDP launcher in this process; a later job of the same sweep must not inherit them,
+# or Lightning would take its processes as started by someone else and wait for them.
+_DDP_ENV = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def _ddp_ranks_run_this_job(out_dir: Path) -> None:
+    """Lightning starts DDP ranks > 0 by re-running the command line. In a multirun that would start
+    the whole sweep again in every rank (Lightning #11300, lightning-hydra-template #393); make the
+    ranks run this job alone instead: its own overrides, a single run, in its output dir."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return
+    import pytorch_lightning.strategies.launchers.subprocess_script as launcher
+
+    overrides = list(HydraConfig.get().overrides.task)
+
+    def command(local_rank: int) -> tuple[list[str], str]:
+        return (
+            [
+                sys.executable,
+                "-m",
+                "rnnlab",
+                *overrides,
+                f'hydra.run.dir="{out_dir}"',
+                f"hydra.job.name=ddp_rank_{local_rank}",
+                "hydra.output_subdir=null",
+            ],
+            os.getcwd(),
+        )
+
+    launcher._hydra_subprocess_cmd = command
+
+
 class _Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so the run is ended FAILED rather than left RUNNING."""
 
@@ -137,6 +172,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     out_dir = _output_dir(cfg)
     dm, model = build(cfg)
+    _ddp_ranks_run_this_job(out_dir.resolve())
+    ddp_env = {k: os.environ.get(k) for k in _DDP_ENV}
+    dist_before = _dist_initialized()
 
     rank = int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0")))
     lc = cfg.logger
@@ -211,12 +249,27 @@ def train(cfg: DictConfig) -> dict[str, float]:
             run.set_tags({"rnnlab.error": f"{type(e).__name__}: {e}"[:5000]})
         raise
     finally:
+        for key, value in ddp_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+        if _dist_initialized() and not dist_before:
+            # Lightning leaves the process group up after a normal fit/test; the next job of a sweep in
+            # this process needs a group of its own (the old one names ranks that have exited).
+            import torch.distributed
+
+            torch.distributed.destroy_process_group()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
         if run is not None:
             if cfg.trial.number is not None:
                 run.set_tags({"optuna.trial_state": state})
             run.end(status)
+
+
+def _dist_initialized() -> bool:
+    import torch.distributed
+
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
 def _quiet() -> None:
