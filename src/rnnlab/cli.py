@@ -102,7 +102,7 @@ def check(overrides: Sequence[str], multirun: bool = False) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parsed = OverridesParser.create().parse_overrides(list(overrides))
-    single = []
+    single: list[str] = []
     groups = None
     for ov in parsed:
         key = ov.get_key_element()
@@ -118,9 +118,9 @@ def check(overrides: Sequence[str], multirun: bool = False) -> None:
                         raise rconfig.ConfigError(
                             ov.key_or_group, f"unknown {ov.key_or_group} {v!r}", groups[ov.key_or_group]
                         )
-            single.append(f"{key}={values[0]}" if values else ov.input_line)
+            single.append(f"{key}={values[0]}" if values else str(ov.input_line))
         else:
-            single.append(ov.input_line)
+            single.append(str(ov.input_line))
     if not multirun and any(ov.is_sweep_override() for ov in parsed):
         raise rconfig.ConfigError("", "sweep overrides (a=1,2 or choice(...)) need -m / --multirun")
     try:
@@ -172,7 +172,7 @@ def print_plugins() -> None:
             schema = registry.schema(name)
             doc = (schema.__doc__ or "").strip().splitlines()
             print(
-                f"  {name:<12} {schema.impl}"
+                f"  {name:<12} {registry.impl_path(name)}"
                 + (f"  - {doc[0]}" if doc and not doc[0].startswith(schema.__name__) else "")
             )
             for f in fields(schema):

@@ -94,7 +94,7 @@ def _to_object(node: Any, path: str) -> Any:
         for key in node:
             child = node._get_node(key)
             if isinstance(child, DictConfig):
-                _to_object(child, f"{path}.{key}" if path else str(key))
+                _to_object(child, f"{path}.{key!s}" if path else str(key))
         if OmegaConf.get_type(node) not in (dict, None):
             try:
                 return OmegaConf.to_object(node)

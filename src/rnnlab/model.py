@@ -16,6 +16,9 @@ from rnnlab.task import TaskSpec
 
 
 class SequenceNet(nn.Module):
+    target_scale: Tensor
+    target_shift: Tensor
+
     """The network alone (no Lightning), as logged to MLflow: ``net(x)`` gives predictions in the
     data's original units for regression tasks, logits for classification."""
 
@@ -28,7 +31,7 @@ class SequenceNet(nn.Module):
     ) -> None:
         super().__init__()
         self.backbone = backbone
-        self.regularizers = nn.ModuleList(regularizers)
+        self.regularizers: Sequence[Regularizer] = nn.ModuleList(regularizers)  # type: ignore[assignment]
         self.target = task.target
         width = backbone.output_size
         if head_hidden > 0:

@@ -51,9 +51,13 @@ class Registry:
         except KeyError:
             raise ConfigError(self.kind, f"unknown {self.kind} {name!r}", self.names()) from None
 
+    def impl_path(self, name: str) -> str:
+        """``"module:Class"`` of the implementation (the schema's ``impl``), without importing it."""
+        return str(getattr(self.schema(name), "impl"))  # noqa: B009 - a ClassVar mypy cannot see on `type`
+
     def impl(self, name: str) -> type:
         """The implementation class, imported on first use."""
-        module, _, attr = self.schema(name).impl.partition(":")
+        module, _, attr = self.impl_path(name).partition(":")
         return getattr(importlib.import_module(module), attr)
 
     def create(self, name: str, **kwargs: Any) -> Any:

@@ -13,7 +13,7 @@ import time
 import warnings
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -56,8 +56,8 @@ def build(cfg: DictConfig) -> tuple[Any, Any]:
     optimizer = instantiate(cfg.optimizer)
     scheduler, interval, monitor = None, "epoch", None
     if cfg.get("scheduler") is not None:
-        sched = OmegaConf.to_container(cfg.scheduler, resolve=True)
-        interval, monitor = sched.pop("interval"), sched.pop("monitor")  # type: ignore[union-attr]
+        sched = cast(dict[str, Any], OmegaConf.to_container(cfg.scheduler, resolve=True))
+        interval, monitor = sched.pop("interval"), sched.pop("monitor")
         scheduler = instantiate(sched)
     model = SequenceModel(net, task, optimizer, scheduler, scheduler_interval=interval, scheduler_monitor=monitor)
     return dm, model
@@ -103,11 +103,11 @@ def _callbacks(cfg: DictConfig, ckpt_dir: Path, run: Any) -> list[Any]:
 def _trainer(cfg: DictConfig, callbacks: list[Any], logger: Any, out_dir: Path) -> Any:
     import pytorch_lightning as pl
 
-    flags = OmegaConf.to_container(cfg.trainer, resolve=True)
-    flags.pop("early_stopping")  # type: ignore[union-attr]
-    if flags["gradient_clip_val"] in (None, 0):  # type: ignore[index]
-        flags["gradient_clip_algorithm"] = None  # type: ignore[index]
-    return pl.Trainer(**flags, callbacks=callbacks, logger=logger, default_root_dir=str(out_dir))  # type: ignore[arg-type]
+    flags = cast(dict[str, Any], OmegaConf.to_container(cfg.trainer, resolve=True))
+    flags.pop("early_stopping")
+    if flags["gradient_clip_val"] in (None, 0):
+        flags["gradient_clip_algorithm"] = None
+    return pl.Trainer(**flags, callbacks=callbacks, logger=logger, default_root_dir=str(out_dir))
 
 
 # Set by Lightning's DDP launcher in this process; a later job of the same sweep must not inherit them,
