@@ -25,6 +25,25 @@ SMALL = (
 )
 
 
+def sweep_args(study: str, n_trials: int, seed: int = 0) -> list[str]:
+    """A small Optuna sweep over the learning rate: random sampler, a median pruner that may stop a
+    trial from its first epoch on, in ``multirun/<study>`` of the working directory."""
+    return [
+        "-m",
+        "hydra/sweeper=optuna",
+        f"hydra.sweep.dir=multirun/{study}",
+        f"hydra.sweeper.study_name={study}",
+        f"hydra.sweeper.n_trials={n_trials}",
+        "hydra.sweeper.sampler.name=random",
+        f"hydra.sweeper.sampler.seed={seed}",
+        "hydra.sweeper.plots=false",
+        "hydra.sweeper.pruner.name=median",
+        "hydra.sweeper.pruner.n_startup_trials=1",
+        "hydra.sweeper.pruner.n_warmup_steps=0",
+        "optimizer.lr=tag(log, interval(1e-5, 3e-2))",
+    ]
+
+
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty working directory, as a user's would be (mlflow.db and outputs/ land here)."""

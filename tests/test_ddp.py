@@ -15,28 +15,17 @@ DDP = ("trainer.strategy=ddp", "trainer.accelerator=cpu", "trainer.devices=2")
 def test_ddp_sweep_runs_each_trial_once_and_prunes(tmp_path):
     """Lightning starts DDP rank 1 by re-running the command line; in a multirun it must run the
     trial's job, not the sweep again (which would multiply trials and MLflow runs)."""
-    from conftest import SMALL
+    from conftest import SMALL, sweep_args
 
     cmd = [
         sys.executable,
         "-m",
         "rnnlab",
-        "-m",
-        "hydra/sweeper=optuna",
+        *sweep_args("ddp", n_trials=3, seed=1),
         *SMALL,
         *DDP,
         "trainer.max_epochs=4",
         "trainer.early_stopping.enabled=false",
-        "hydra.sweep.dir=multirun/ddp",
-        "hydra.sweeper.study_name=ddp",
-        "hydra.sweeper.n_trials=3",
-        "hydra.sweeper.sampler.name=random",
-        "hydra.sweeper.sampler.seed=1",
-        "hydra.sweeper.plots=false",
-        "hydra.sweeper.pruner.name=median",
-        "hydra.sweeper.pruner.n_startup_trials=1",
-        "hydra.sweeper.pruner.n_warmup_steps=0",
-        "optimizer.lr=tag(log, interval(1e-5, 3e-2))",
     ]
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stderr[-4000:]

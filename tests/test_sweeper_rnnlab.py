@@ -18,14 +18,14 @@ pytest.importorskip("rnnlab.train")
 
 
 def test_rnnlab_sweep_prunes_and_nests_mlflow_runs(tmp_path: Path) -> None:
+    from conftest import sweep_args
     from mlflow.tracking import MlflowClient
 
     cmd = [
         sys.executable,
         "-m",
         "rnnlab",
-        "-m",
-        "hydra/sweeper=optuna",
+        *sweep_args("s", n_trials=5, seed=0),
         "backbone=gru",
         "data=sine",
         "data.length=600",
@@ -34,16 +34,6 @@ def test_rnnlab_sweep_prunes_and_nests_mlflow_runs(tmp_path: Path) -> None:
         "backbone.hidden_size=8",
         "logger.log_model=false",
         "logger.log_checkpoint=false",
-        "hydra.sweep.dir=multirun/s",
-        "hydra.sweeper.study_name=s",
-        "hydra.sweeper.n_trials=5",
-        "hydra.sweeper.sampler.name=random",
-        "hydra.sweeper.sampler.seed=0",
-        "hydra.sweeper.plots=false",
-        "hydra.sweeper.pruner.name=median",
-        "hydra.sweeper.pruner.n_startup_trials=1",
-        "hydra.sweeper.pruner.n_warmup_steps=0",
-        "optimizer.lr=tag(log, interval(1e-5, 3e-2))",
     ]
     proc = subprocess.run(cmd, cwd=tmp_path, env=ENV, text=True, capture_output=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
