@@ -3,8 +3,10 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from omegaconf import OmegaConf
 
-from rnnlab.config import list_groups
+from rnnlab import schemas
+from rnnlab.config import compose, list_groups
 from rnnlab.errors import ConfigError
 from rnnlab.registry import REGISTRIES, Registry, backbones
 from rnnlab.schemas import PluginConfig
@@ -18,14 +20,57 @@ def test_builtins_are_registered_through_entry_points():
     assert {"dropout", "ar_tar"} <= set(REGISTRIES["regularizer"].names())
 
 
-@pytest.mark.parametrize("kind", sorted(REGISTRIES))
-def test_every_plugin_has_a_config_and_every_config_a_plugin(kind):
-    registry = REGISTRIES[kind]
-    yaml_names = list_groups()[kind]
-    assert sorted(yaml_names) == registry.names(), f"conf/{kind}/*.yaml vs registered {kind} plugins"
-    for name in yaml_names:
-        text = (CONF / kind / f"{name}.yaml").read_text()
-        assert f"/schema/{kind}/{name}@_here_" in text, f"conf/{kind}/{name}.yaml must use its schema"
+PLUGINS = [(kind, name) for kind, registry in REGISTRIES.items() for name in registry.names()]
+CORE = (
+    [("optimizer", name, schema) for name, schema in schemas.OPTIMIZERS.items()]
+    + [("scheduler", name, schema) for name, schema in schemas.SCHEDULERS.items()]
+    + [
+        ("trainer", "default", schemas.TrainerConfig),
+        ("logger", "mlflow", schemas.LoggerConfig),
+    ]
+)
+
+
+@pytest.mark.parametrize(("kind", "name"), PLUGINS, ids=[f"{k}={n}" for k, n in PLUGINS])
+def test_every_plugin_is_an_option_whose_composed_defaults_are_its_schemas(kind, name):
+    """The schema is the one home of a plugin's defaults: what composes is exactly the dataclass."""
+    schema = REGISTRIES[kind].schema(name)
+    assert name in list_groups()[kind]
+    cfg = compose([f"regularizer=[{name}]" if kind == "regularizer" else f"{kind}={name}"])
+    node = cfg.regularizer[name] if kind == "regularizer" else cfg[kind]
+    assert OmegaConf.get_type(node) is schema
+    assert OmegaConf.to_container(node) == OmegaConf.to_container(OmegaConf.structured(schema))
+    assert node.name == name
+
+
+@pytest.mark.parametrize(("group", "name", "schema"), CORE, ids=[f"{g}={n}" for g, n, _ in CORE])
+def test_core_options_compose_to_their_schemas(group, name, schema):
+    cfg = compose([f"{group}={name}"])
+    assert OmegaConf.to_container(cfg[group]) == OmegaConf.to_container(OmegaConf.structured(schema))
+
+
+def test_conf_holds_presets_only():
+    """Experiments, sweeps and trainer variants; no YAML restating a schema."""
+    groups = {p.name for p in CONF.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert groups <= {"experiment", "sweep", "trainer"}, groups
+    assert not (CONF / "trainer" / "default.yaml").exists()
+    for path in CONF.rglob("*.yaml"):
+        text = path.read_text()
+        assert "/schema/" not in text, path
+
+
+def test_plugins_command_shows_the_defaults_that_run():
+    import contextlib
+    import io
+
+    from rnnlab.cli import print_plugins
+
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        print_plugins()
+    cfg = compose(["data=temperature"])
+    temperature = out.getvalue().split("temperature", 1)[1].split("\n  ", 1)[0]
+    assert f"batch_size       int          = {cfg.data.batch_size}" in out.getvalue()
+    assert "temperature" in temperature
 
 
 def test_unknown_name_lists_the_installed_ones():
@@ -45,7 +90,7 @@ def test_a_third_party_plugin_registers_and_builds():
 
     registry.register("tiny", TinyConfig)
     assert registry.names() == ["tiny"]
-    net = registry.create("tiny", input_size=3, **TinyConfig().kwargs())
+    net = registry.create("tiny", input_size=3, hidden_size=4)
     assert net.output_size == 4
 
 

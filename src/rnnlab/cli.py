@@ -17,7 +17,7 @@ import hydra
 from omegaconf import DictConfig
 
 from rnnlab import config as rconfig
-from rnnlab.errors import RnnlabError
+from rnnlab.errors import ConfigError, RnnlabError
 
 # Hydra flags that take a value (the next argument is not an override).
 _FLAGS_WITH_VALUE = {
@@ -76,62 +76,218 @@ def _hydra_main(cfg: DictConfig) -> Any:
         _fail(f"{type(e).__name__}: {rconfig._first_line(str(e))} (HYDRA_FULL_ERROR=1 shows the traceback)", 1)
 
 
-def _split(argv: Sequence[str]) -> tuple[list[str], set[str]]:
-    """Overrides and flags in ``argv``."""
-    overrides, flags = [], set()
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-            continue
-        if arg.startswith("-"):
-            name = arg.split("=", 1)[0]
-            flags.add(name)
-            skip = name in _FLAGS_WITH_VALUE and "=" not in arg and name not in ("--info", "-i")
-        else:
+def _split(argv: Sequence[str]) -> tuple[list[str], dict[str, str | None]]:
+    """Overrides and flags (with their values) in ``argv``."""
+    overrides: list[str] = []
+    flags: dict[str, str | None] = {}
+    it = iter(argv)
+    for arg in it:
+        if not arg.startswith("-"):
             overrides.append(arg)
+            continue
+        name, eq, value = arg.partition("=")
+        if eq:
+            flags[name] = value
+        elif name in _FLAGS_WITH_VALUE and name not in ("--info", "-i"):
+            flags[name] = next(it, None)
+        else:
+            flags[name] = None
     return overrides, flags
 
 
-def check(overrides: Sequence[str], multirun: bool = False) -> None:
-    """Compose and validate the config the overrides describe; raise ConfigError on the first problem.
+_SWEEP_PARAMS = "hydra.sweeper.params."
 
-    In a multirun, each comma-list sweep over a config group is checked value by value, and the
-    config is composed with the first value of every sweep.
-    """
+
+def sweeper_params_as_arguments(args: Sequence[str]) -> list[str]:
+    """In a multirun, ``hydra.sweeper.params.KEY=EXPR`` on the command line is the sweep argument
+    ``KEY=EXPR``: the same search space for the sweeper (a command-line key replaces the same key of
+    ``params``), and Hydra no longer refuses it as a sweep over its own config. Dotted keys work too."""
+    if not {"-m", "--multirun"} & set(args):
+        return list(args)
+    out = []
+    for arg in args:
+        key, eq, value = arg.partition("=")
+        bare = key.lstrip("+")
+        if eq and not arg.startswith("-") and bare.startswith(_SWEEP_PARAMS):
+            arg = f"{bare[len(_SWEEP_PARAMS) :]}={value}"
+        out.append(arg)
+    return out
+
+
+def _parse(overrides: Sequence[str]) -> list[Any]:
+    """Hydra's parse of each override; a syntax error is one line naming the override."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
 
-    parsed = OverridesParser.create().parse_overrides(list(overrides))
-    single: list[str] = []
-    groups = None
-    for ov in parsed:
-        key = ov.get_key_element()
-        if ov.is_sweep_override():
-            if not ov.is_discrete_sweep():
-                continue  # intervals and ranges are the sweeper's to sample
-            values = list(ov.sweep_string_iterator())
-            if groups is None:
-                groups = rconfig.list_groups()
-            if ov.key_or_group in groups:
-                for v in values:
-                    if v not in groups[ov.key_or_group]:
-                        raise rconfig.ConfigError(
-                            ov.key_or_group, f"unknown {ov.key_or_group} {v!r}", groups[ov.key_or_group]
-                        )
-            single.append(f"{key}={values[0]}" if values else str(ov.input_line))
-        else:
-            single.append(str(ov.input_line))
-    if not multirun and any(ov.is_sweep_override() for ov in parsed):
-        raise rconfig.ConfigError("", "sweep overrides (a=1,2 or choice(...)) need -m / --multirun")
-    try:
-        cfg = rconfig.compose([s for s in single if not s.startswith("hydra.")])
-    except Exception as e:
-        raise rconfig.ConfigError("", rconfig.explain(e)) from e
-    rconfig.validate(cfg)
-    if not multirun:
+    parser = OverridesParser.create()
+    parsed = []
+    for text in overrides:
+        try:
+            parsed.extend(parser.parse_overrides([text]))
+        except OverrideParseException as e:
+            key = text.split("=", 1)[0].lstrip("+~")
+            raise ConfigError(key, f"cannot parse {text!r}: {rconfig._first_line(e.message)}") from None
+    return parsed
+
+
+def _sweep_values(ov: Any) -> list[Any] | None:
+    """The values a sweep override stands for (every choice, range value and interval end); None if
+    it is not a sweep."""
+    from hydra.core.override_parser.types import IntervalSweep, RangeSweep
+
+    if not ov.is_sweep_override():
+        return None
+    value = ov.value()
+    if isinstance(value, IntervalSweep):
+        return [value.start, value.end]
+    values = list(ov.sweep_iterator())
+    if isinstance(value, RangeSweep) and value.stop is not None and not value.shuffle:
+        values.append(value.stop)  # the Optuna sweeper includes stop, as hydra-optuna-sweeper did
+    return values
+
+
+def _as_override(ov: Any, value: Any) -> str:
+    """``key=value`` for one value of a sweep, in Hydra's syntax."""
+    from hydra.core.override_parser.types import Quote, QuotedString
+
+    prefix = {"ADD": "+", "FORCE_ADD": "++", "DEL": "~"}.get(ov.type.name, "")
+    if isinstance(value, str):
+        text = QuotedString(text=value, quote=Quote.single).with_quotes()
+    elif value is None:
+        text = "null"
+    elif isinstance(value, bool):
+        text = str(value).lower()
+    else:
+        text = str(value)
+    return f"{prefix}{ov.get_key_element()}={text}"
+
+
+def check(
+    overrides: Sequence[str],
+    *,
+    multirun: bool = False,
+    config_name: str = rconfig.CONFIG_NAME,
+    config_dir: str | None = None,
+    run: bool = True,
+) -> None:
+    """Compose and validate every job the command line describes; raise ConfigError on the first problem.
+
+    A single run is composed and validated as it will run. In a multirun every value of every sweep
+    (``a,b,c``, ``choice``, ``range``, both ends of ``interval``, and the same in a sweep preset's
+    ``hydra.sweeper.params``) is composed in turn with the other keys at their first value, so a bad
+    value fails before job 0 starts. ``run=False`` (``--cfg``, ``--info``) skips the checks that
+    need the machine (devices, a tracking server).
+    """
+    parsed = _parse(overrides)
+    sweeps = [ov for ov in parsed if ov.is_sweep_override()]
+    if sweeps and not multirun:
+        raise ConfigError(sweeps[0].get_key_element(), "sweep overrides (a=1,2 or choice(...)) need -m / --multirun")
+    base = [ov.input_line if not ov.is_sweep_override() else _as_override(ov, _sweep_values(ov)[0]) for ov in parsed]
+    with rconfig.Composer(config_name, config_dir) as compose:
+        full = _compose(compose, base, return_hydra_config=True)
+        job = _without_hydra(full)
+        validated = rconfig.validate(job)
+        variants = [(ov, v) for ov in sweeps for v in (_sweep_values(ov) or [])[1:]]
+        variants += _sweeper_param_variants(full, {ov.get_key_element() for ov in parsed})
+        for ov, value in variants:
+            line = _as_override(ov, value)
+            rest = [b for b, p in zip(base, parsed, strict=True) if p.get_key_element() != ov.get_key_element()]
+            rconfig.validate(_compose(compose, [*rest, line]))
+    if multirun:
+        _check_objective(full, validated)
+    if run:
+        _check_devices(validated.config.trainer)
         from rnnlab.tracking import check_reachable
 
-        check_reachable(cfg.logger.tracking_uri)
+        check_reachable(validated.config.logger.tracking_uri)
+
+
+def _compose(compose: Any, overrides: list[str], return_hydra_config: bool = False) -> DictConfig:
+    try:
+        return compose(overrides, return_hydra_config=return_hydra_config)
+    except RnnlabError:
+        raise
+    except Exception as e:
+        message = rconfig.explain(e, overrides)
+        raise ConfigError("", message) from e
+
+
+def _without_hydra(cfg: DictConfig) -> DictConfig:
+    from omegaconf import OmegaConf, open_dict
+
+    job = cfg.copy()
+    with open_dict(job):
+        job.pop("hydra", None)
+    OmegaConf.set_struct(job, True)
+    return job
+
+
+def _sweeper_param_variants(full: DictConfig, on_command_line: set[str]) -> list[tuple[Any, Any]]:
+    """(override, value) for every value of every ``hydra.sweeper.params`` entry the command line
+    does not replace."""
+    from omegaconf import OmegaConf
+
+    params = OmegaConf.select(full, "hydra.sweeper.params", default=None)
+    if not params:
+        return []
+    out = []
+    for key, expr in params.items():
+        if key in on_command_line:
+            continue
+        text = expr if isinstance(expr, str) else str(expr)
+        (ov,) = _parse([f"{key}={text}"]) if text else (None,)
+        if ov is None:
+            continue
+        for value in _sweep_values(ov) or [ov.value()]:
+            out.append((ov, value))
+    return out
+
+
+def _check_objective(full: DictConfig, validated: Any) -> None:
+    """A sweep's ``objective`` must be a key of the dict ``train()`` returns."""
+    from omegaconf import ListConfig, OmegaConf
+
+    sweeper = OmegaConf.select(full, "hydra.sweeper", default=None)
+    if sweeper is None or "objective" not in sweeper:
+        return
+    objective = sweeper.objective
+    names = list(objective) if isinstance(objective, ListConfig) else [objective]
+    valid = rconfig.returned_metrics(validated)
+    for name in names:
+        if name is not None and str(name) not in valid:
+            raise ConfigError("hydra.sweeper.objective", f"train() does not return {str(name)!r}", valid)
+
+
+def _check_devices(trainer: Any) -> None:
+    """The accelerator the Trainer asks for is present (imports torch only when one is asked for)."""
+    accelerator = trainer.accelerator
+    if accelerator in ("auto", "cpu"):
+        return
+    if accelerator == "tpu":
+        import importlib.util
+
+        if importlib.util.find_spec("torch_xla") is None:
+            raise ConfigError("trainer.accelerator", "'tpu' needs torch_xla, which is not installed", ["auto", "cpu"])
+        return
+    import torch
+
+    if accelerator == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError("trainer.accelerator", "'mps' is not available on this machine", ["auto", "cpu"])
+        return
+    count = torch.cuda.device_count()
+    if count == 0:
+        raise ConfigError(
+            "trainer.accelerator", f"{accelerator!r} asked for, but this machine has no CUDA device", ["auto", "cpu"]
+        )
+    devices = trainer.devices
+    wanted = devices if isinstance(devices, int) and devices > 0 else None
+    if isinstance(devices, (list, tuple)):
+        bad = [d for d in devices if d >= count]
+        if bad:
+            raise ConfigError("trainer.devices", f"no CUDA device {bad[0]}; this machine has {count}")
+    elif wanted is not None and wanted > count:
+        raise ConfigError("trainer.devices", f"{wanted} GPUs asked for; this machine has {count}")
 
 
 def print_help() -> None:
@@ -191,17 +347,24 @@ def print_plugins() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = sweeper_params_as_arguments(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["plugins"]:
         print_plugins()
         return
     if "--help" in args or "-h" in args:
         print_help()
         return
+    rconfig.register_schemas()
     overrides, flags = _split(args)
-    if not flags & _NO_CHECK_FLAGS:
+    if not flags.keys() & _NO_CHECK_FLAGS:
         try:
-            check(overrides, multirun=bool(flags & {"-m", "--multirun"}))
+            check(
+                overrides,
+                multirun=bool(flags.keys() & {"-m", "--multirun"}),
+                config_name=flags.get("--config-name") or flags.get("-cn") or rconfig.CONFIG_NAME,
+                config_dir=flags.get("--config-dir") or flags.get("-cd"),
+                run=not flags.keys() & {"--cfg", "-c", "--info", "-i"},
+            )
         except RnnlabError as e:
             if _full_error():
                 raise

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from rnnlab import schemas
@@ -32,10 +35,11 @@ _registered = False
 
 
 def register_schemas() -> None:
-    """Store every typed schema in Hydra's ConfigStore (idempotent).
+    """Store every typed schema in Hydra's ConfigStore as its config group's option (idempotent).
 
-    Each YAML in ``conf/<group>/`` starts with ``defaults: [/schema/<group>/<name>@_here_, _self_]``,
-    so Hydra checks its values - and every command-line override - against the dataclass.
+    The schema is the one home of a plugin's defaults: ``backbone=gru`` selects ``GRUConfig`` itself,
+    so a plugin needs no YAML, and Hydra checks every value and override against the dataclass.
+    Regularizers go to the package ``regularizer.<name>``, so ``regularizer=[a,b]`` composes a dict.
     """
     global _registered
     if _registered:
@@ -43,75 +47,205 @@ def register_schemas() -> None:
     from hydra.core.config_store import ConfigStore
 
     cs = ConfigStore.instance()
-    cs.store(name="rnnlab_train_schema", node=schemas.TrainConfig)
+    cs.store(name="rnnlab_train_schema", node=schemas.TrainConfig, provider="rnnlab")
     for kind, registry in REGISTRIES.items():
         for name in registry.names():
-            cs.store(group=f"schema/{kind}", name=name, node=registry.schema(name))
-    for name, node in schemas.OPTIMIZERS.items():
-        cs.store(group="schema/optimizer", name=name, node=node)
-    for name, node in schemas.SCHEDULERS.items():
-        cs.store(group="schema/scheduler", name=name, node=node)
+            package = f"{kind}.{name}" if kind == "regularizer" else None
+            cs.store(group=kind, name=name, node=registry.schema(name), package=package, provider="rnnlab")
+    for group, options in (
+        ("optimizer", schemas.OPTIMIZERS),
+        ("scheduler", schemas.SCHEDULERS),
+        ("trainer", {"default": schemas.TrainerConfig}),
+        ("logger", {"mlflow": schemas.LoggerConfig}),
+    ):
+        for name, node in options.items():
+            cs.store(group=group, name=name, node=node, provider="rnnlab")
     _registered = True
 
 
-def compose(overrides: Sequence[str] = (), *, return_hydra_config: bool = False) -> DictConfig:
+def _searchpath_override(overrides: Sequence[str], config_dir: str | None) -> list[str]:
+    """``overrides`` with ``--config-dir DIR`` folded into ``hydra.searchpath`` (as Hydra's CLI does)."""
+    if config_dir is None:
+        return list(overrides)
+    from pathlib import Path
+
+    path = Path(config_dir).expanduser().resolve()
+    if not path.is_dir():
+        raise ConfigError("--config-dir", f"directory not found: {str(path)!r}")
+    entry = f"file://{path}"
+    out, merged = [], False
+    for o in overrides:
+        key, _, value = o.partition("=")
+        if key.lstrip("+") == "hydra.searchpath" and value.startswith("["):
+            value = value.strip()[1:-1]
+            out.append(f"{key}=[{entry!r}{', ' + value if value.strip() else ''}]")
+            merged = True
+        else:
+            out.append(o)
+    return out if merged else [*out, f"hydra.searchpath=[{entry!r}]"]
+
+
+class Composer:
+    """Composes the app's config many times under one Hydra initialization (the CLI's checks)."""
+
+    def __init__(self, config_name: str = CONFIG_NAME, config_dir: str | None = None) -> None:
+        self.config_name = config_name
+        self.config_dir = config_dir
+
+    def __enter__(self) -> Composer:
+        from hydra import initialize_config_module
+        from hydra.core.global_hydra import GlobalHydra
+
+        register_schemas()
+        GlobalHydra.instance().clear()
+        self._ctx = initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3")
+        self._ctx.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._ctx.__exit__(*exc)
+
+    def __call__(self, overrides: Sequence[str] = (), *, return_hydra_config: bool = False) -> DictConfig:
+        from hydra import compose as hydra_compose
+
+        return hydra_compose(
+            self.config_name,
+            overrides=_searchpath_override(overrides, self.config_dir),
+            return_hydra_config=return_hydra_config,
+        )
+
+    def group_options(self, group: str) -> list[str]:
+        from hydra.core.global_hydra import GlobalHydra
+
+        return sorted(GlobalHydra.instance().config_loader().get_group_options(group))
+
+
+def compose(
+    overrides: Sequence[str] = (),
+    *,
+    return_hydra_config: bool = False,
+    config_name: str = CONFIG_NAME,
+    config_dir: str | None = None,
+) -> DictConfig:
     """Compose ``conf/train.yaml`` with overrides, as ``python -m rnnlab`` would (for Python and tests)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-
-    register_schemas()
-    GlobalHydra.instance().clear()
-    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-        return hydra_compose(CONFIG_NAME, overrides=list(overrides), return_hydra_config=return_hydra_config)
-
-
-def group_options(group: str) -> list[str]:
-    """The YAML options of a config group (needs an initialized Hydra; see ``list_groups``)."""
-    from hydra.core.global_hydra import GlobalHydra
-
-    loader = GlobalHydra.instance().config_loader()
-    return sorted(loader.get_group_options(group))
+    with Composer(config_name, config_dir) as composer:
+        return composer(overrides, return_hydra_config=return_hydra_config)
 
 
 def list_groups() -> dict[str, list[str]]:
-    """Every user-facing config group and its options."""
-    from hydra import initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-
-    register_schemas()
-    GlobalHydra.instance().clear()
-    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-        return {g: group_options(g) for g in USER_GROUPS}
+    """Every user-facing config group and its options: the registered schemas, the shipped presets and
+    those of installed packages (entry points ``rnnlab.conf``)."""
+    with Composer() as composer:
+        return {g: composer.group_options(g) for g in USER_GROUPS}
 
 
 # ----------------------------------------------------------------------------- validation
 
 
-def _to_object(node: Any, path: str) -> Any:
-    """Instantiate ``node``'s dataclass (running its ``__post_init__`` checks), children first."""
-    if isinstance(node, DictConfig):
-        for key in node:
-            child = node._get_node(key)
-            if isinstance(child, DictConfig):
-                _to_object(child, f"{path}.{key!s}" if path else str(key))
-        if OmegaConf.get_type(node) not in (dict, None):
-            try:
-                return OmegaConf.to_object(node)
-            except ConfigError as e:
-                raise e.with_prefix(path) from None
-    return node
+@dataclass(frozen=True)
+class Validated:
+    """A composed config turned into its schema objects: the one conversion on the way to a run."""
+
+    config: Any  # the TrainConfig instance (plugins as their schema dataclasses)
+    backbone: Any
+    data: Any
+    regularizers: tuple[Any, ...]
 
 
-def validate(cfg: DictConfig) -> None:
-    """Check every value against its schema's ranges and every plugin name against its registry."""
+def _locate(node: Any, path: str) -> ConfigError | None:
+    """The first failing node's error with its dotted path (children first); only on the error path."""
+    if not isinstance(node, DictConfig):
+        return None
+    for key in node:
+        child = node._get_node(key)
+        if isinstance(child, DictConfig):
+            found = _locate(child, f"{path}.{key!s}" if path else str(key))
+            if found is not None:
+                return found
+    if OmegaConf.get_type(node) not in (dict, None):
+        try:
+            OmegaConf.to_object(node)
+        except ConfigError as e:
+            return e.with_prefix(path)
+    return None
+
+
+def validate(cfg: DictConfig) -> Validated:
+    """Check every plugin name against its registry and every value against its schema, and return
+    the schema objects (``Registry.build`` takes them as they are). Raises ConfigError naming the key."""
     for kind, registry in REGISTRIES.items():
         if kind == "regularizer":
             for key, node in (cfg.get("regularizer") or {}).items():
                 _check_plugin(registry, node, f"regularizer.{key}")
         elif cfg.get(kind) is not None:
             _check_plugin(registry, cfg[kind], kind)
-    _to_object(cfg, "")
+    _check_keys(cfg, "")
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(missing[0], f"missing mandatory value; set it: {missing[0]}=...")
+    try:
+        obj = OmegaConf.to_object(cfg)
+    except ConfigError as e:
+        raise (_locate(cfg, "") or e) from None
+    except OmegaConfBaseException as e:
+        raise ConfigError(getattr(e, "full_key", "") or "", _first_line(str(getattr(e, "msg", None) or e))) from None
+    validated = Validated(
+        config=obj,
+        backbone=getattr(obj, "backbone", None),
+        data=getattr(obj, "data", None),
+        regularizers=tuple((getattr(obj, "regularizer", None) or {}).values()),
+    )
+    _check_monitor(validated)
+    return validated
+
+
+def _check_keys(node: Any, path: str) -> None:
+    """Every key is a field of its schema (``+key=`` cannot add one) and every number is finite."""
+    if isinstance(node, DictConfig):
+        typ = OmegaConf.get_type(node)
+        if dataclasses.is_dataclass(typ):
+            allowed = {f.name for f in dataclasses.fields(typ)}
+            for key in node:
+                if key not in allowed:
+                    name = f"{path}.{key}" if path else str(key)
+                    raise ConfigError(name, "unknown key", sorted(allowed), label="valid keys")
+        for key in node:
+            _check_keys(node._get_node(key), f"{path}.{key}" if path else str(key))
+    elif isinstance(node, ListConfig):
+        for i in range(len(node)):
+            _check_keys(node._get_node(i), f"{path}[{i}]")
+    elif not node._is_missing() and not node._is_interpolation():
+        value = node._value()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(path, f"must be a finite number, got {value}")
+
+
+def monitors(validated: Validated) -> list[str]:
+    """The metrics ``monitor`` may name: what the task logs after each validation epoch."""
+    metrics = validated.data.metrics() if hasattr(validated.data, "metrics") else ("loss",)
+    return [f"val/{m}" for m in metrics] + ["train/loss"]
+
+
+def returned_metrics(validated: Validated) -> list[str]:
+    """The keys of the dict ``train()`` returns (what a sweep's ``objective`` may name)."""
+    metrics = validated.data.metrics() if hasattr(validated.data, "metrics") else ("loss",)
+    return sorted(
+        {f"test/{m}" for m in metrics}
+        | {f"baseline/test/{m}" for m in metrics if m != "loss"}
+        | {validated.config.monitor, "epochs", "train_seconds"}
+    )
+
+
+def _check_monitor(validated: Validated) -> None:
+    cfg = validated.config
+    if validated.data is None or not hasattr(cfg, "monitor"):
+        return
+    valid = monitors(validated)
+    if cfg.monitor not in valid:
+        raise ConfigError("monitor", f"{validated.data.name!r} does not log {cfg.monitor!r}", valid)
+    sched_monitor = getattr(getattr(cfg, "scheduler", None), "monitor", None)
+    if sched_monitor is not None and sched_monitor not in valid:
+        raise ConfigError("scheduler.monitor", f"{validated.data.name!r} does not log {sched_monitor!r}", valid)
 
 
 def _check_plugin(registry: Any, node: Any, path: str) -> None:
@@ -133,7 +267,7 @@ def _check_plugin(registry: Any, node: Any, path: str) -> None:
 # ----------------------------------------------------------------------------- errors
 
 
-def explain(exc: BaseException) -> str:
+def explain(exc: BaseException, overrides: Sequence[str] = ()) -> str:
     """Turn a Hydra / OmegaConf composition error into one line naming the key and the choices."""
     from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 
@@ -151,27 +285,29 @@ def explain(exc: BaseException) -> str:
         return str(ConfigError(group, f"unknown {group} {name!r}", list_groups().get(group)))
     cause = exc.__cause__ or exc.__context__
     if isinstance(exc, ConfigCompositionException) and isinstance(cause, OmegaConfBaseException):
-        return _explain_omegaconf(cause, str(exc))
+        return _explain_omegaconf(cause, str(exc), overrides)
     if isinstance(exc, OmegaConfBaseException):
-        return _explain_omegaconf(exc, "")
+        return _explain_omegaconf(exc, "", overrides)
     return _first_line(str(exc))
 
 
-def _explain_omegaconf(exc: OmegaConfBaseException, outer: str) -> str:
+def _explain_omegaconf(exc: OmegaConfBaseException, outer: str, overrides: Sequence[str]) -> str:
     key = getattr(exc, "full_key", None) or ""
     msg = _first_line(str(getattr(exc, "msg", None) or exc))
     m = re.search(r"Key '([^']+)' (?:is )?not in struct", str(exc)) or re.search(r"Could not override '([^']+)'", outer)
     if m or "not in struct" in str(exc) or "ConfigKeyError" in type(exc).__name__:
         key = key or (m.group(1) if m else "")
         parent = key.rpartition(".")[0]
-        return str(ConfigError(key, "unknown key", _keys_at(parent), label="valid keys"))
+        return str(ConfigError(key, "unknown key", _keys_at(parent, overrides, key), label="valid keys"))
     return str(ConfigError(key, msg)) if key else msg
 
 
-def _keys_at(parent: str) -> list[str]:
-    """The keys a user may set under ``parent`` in the default config (for 'unknown key' errors)."""
+def _keys_at(parent: str, overrides: Sequence[str], bad_key: str) -> list[str]:
+    """The keys a user may set under ``parent`` in the config the other overrides select (so the
+    keys of the backbone picked on the command line, not of the default one)."""
+    others = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != bad_key]
     try:
-        cfg = compose([])
+        cfg = compose(others)
         node = OmegaConf.select(cfg, parent) if parent else cfg
         return [str(k) for k in node] if isinstance(node, DictConfig) else []
     except Exception:

@@ -67,11 +67,18 @@ class TensorBatches:
 
 
 class InMemoryDataModule(pl.LightningDataModule):
-    """Subclasses fill ``self.splits`` ({"train"|"val"|"test": (inputs, targets, ...)}) in ``setup``
-    and describe the task in ``task()``. ``baseline()`` may return reference metrics on the test split
-    (e.g. naive persistence) that the results table prints beside the model's."""
+    """Base of every data module plugin.
 
-    def __init__(self, batch_size: int = 64, eval_batch_size: int = 512, shuffle_seed: int = 0) -> None:
+    Subclasses fill ``self.splits`` ({"train"|"val"|"test": (inputs, targets, ...)}) in ``setup``
+    and describe the task in ``task()``. ``baseline()`` may return reference metrics on the test split
+    (e.g. naive persistence) that the results table prints beside the model's.
+
+    Constructor contract: rnnlab builds a data module as ``Impl(**schema.kwargs(), shuffle_seed=seed)``
+    (``Registry.build``): every field of its schema (a :class:`rnnlab.schemas.DataConfig`) as a keyword
+    argument, plus ``shuffle_seed`` from the run's ``seed``. Defaults live in the schema only.
+    """
+
+    def __init__(self, *, batch_size: int, eval_batch_size: int, shuffle_seed: int = 0) -> None:
         super().__init__()
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size

@@ -61,7 +61,22 @@ class Registry:
         return getattr(importlib.import_module(module), attr)
 
     def create(self, name: str, **kwargs: Any) -> Any:
-        return self.impl(name)(**kwargs)
+        """For Python and tests: the schema's fields among ``kwargs`` go through the schema (checked,
+        the rest defaulted), the others (``input_size=``, ``shuffle_seed=``) to the constructor.
+        Runs use ``build`` on the validated schema object."""
+        schema = self.schema(name)
+        fields = {f.name for f in dataclasses.fields(schema)}
+        options = {k: v for k, v in kwargs.items() if k in fields}
+        context = {k: v for k, v in kwargs.items() if k not in fields}
+        return self.build(schema(**options), **context)
+
+    def build(self, config: Any, **context: Any) -> Any:
+        """The plugin a validated schema instance describes: ``impl(**config.kwargs(), **context)``.
+
+        ``context`` is what the run supplies, not the user: ``input_size=`` for a backbone,
+        ``shuffle_seed=`` for a data module (see the base classes' docstrings).
+        """
+        return self.impl(config.name)(**config.kwargs(), **context)
 
 
 backbones = Registry("backbone", "rnnlab.backbones")

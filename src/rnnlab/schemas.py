@@ -7,12 +7,14 @@ Nothing here imports torch.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
-from omegaconf import MISSING
+from omegaconf import II, MISSING
 
+from rnnlab import stores
 from rnnlab.errors import ConfigError
 
 # ----------------------------------------------------------------------------- checks
@@ -31,6 +33,8 @@ def check_range(
     value = getattr(obj, name)
     if value is None:
         return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(name, f"must be a finite number, got {value}")
     for bound, ok, word in (
         (ge, lambda v, b: v >= b, ">="),
         (gt, lambda v, b: v > b, ">"),
@@ -49,7 +53,13 @@ def check_choice(obj: Any, name: str, choices: tuple[str, ...]) -> None:
 
 @dataclass
 class PluginConfig:
-    """Base of every plugin schema. ``name`` is the registry key; ``impl`` is ``"module:Class"``."""
+    """Base of every plugin schema: the one home of the plugin's defaults.
+
+    ``name`` is the registry key; ``impl`` is ``"module:Class"``, imported only when a run builds the
+    plugin. rnnlab registers each schema as an option of its config group (``backbone=NAME``), so a
+    plugin needs no YAML. ``__post_init__`` checks value ranges (``check_range``, ``check_choice``)
+    and runs once per run, before anything is built.
+    """
 
     name: str = MISSING
     impl: ClassVar[str] = ""
@@ -57,6 +67,53 @@ class PluginConfig:
     def kwargs(self) -> dict[str, Any]:
         """Constructor keyword arguments: every field but ``name``."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "name"}
+
+
+@dataclass
+class DataConfig(PluginConfig):
+    """Base of data module schemas. ``metrics()`` names what the task reports (without loading any
+    data), so ``monitor`` and a sweep's ``objective`` are checked before a run starts."""
+
+    def metrics(self) -> tuple[str, ...]:
+        """Metric names the task logs per split (``val/<name>``, ``test/<name>``); ``loss`` always."""
+        return ("loss",)
+
+
+@dataclass
+class SeriesConfig(DataConfig):
+    """Sliding windows over a series: ``window`` steps in, the next ``horizon`` target values out.
+
+    The schema of :class:`rnnlab.series.SeriesDataModule`: subclass both for a data module on a
+    series. The series is split chronologically (train | val | test); the scaler is fitted on the
+    training part only; metrics are in the series' original units.
+    """
+
+    window: int = 48
+    horizon: int = 1
+    stride: int = 1
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    scaling: str = "standard"
+    batch_size: int = 64
+    eval_batch_size: int = 512
+
+    def __post_init__(self) -> None:
+        check_range(self, "window", ge=1)
+        check_range(self, "horizon", ge=1)
+        check_range(self, "stride", ge=1)
+        check_range(self, "val_fraction", gt=0, lt=1)
+        check_range(self, "test_fraction", gt=0, lt=1)
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ConfigError(
+                "test_fraction",
+                f"val_fraction + test_fraction must be < 1, got {self.val_fraction} + {self.test_fraction}",
+            )
+        check_choice(self, "scaling", ("standard", "minmax", "none"))
+        check_range(self, "batch_size", ge=1)
+        check_range(self, "eval_batch_size", ge=1)
+
+    def metrics(self) -> tuple[str, ...]:
+        return ("loss", "mae", "rmse")
 
 
 # ----------------------------------------------------------------------------- optimizers
@@ -120,7 +177,7 @@ class SchedulerConfig:
 @dataclass
 class CosineConfig(SchedulerConfig):
     _target_: str = "torch.optim.lr_scheduler.CosineAnnealingLR"
-    T_max: int = 20
+    T_max: int = II("trainer.max_epochs")
     eta_min: float = 0.0
 
     def __post_init__(self) -> None:
@@ -143,8 +200,8 @@ class StepConfig(SchedulerConfig):
 @dataclass
 class PlateauConfig(SchedulerConfig):
     _target_: str = "torch.optim.lr_scheduler.ReduceLROnPlateau"
-    monitor: str | None = "val/loss"
-    mode: str = "min"
+    monitor: str | None = II("monitor")
+    mode: str = II("monitor_mode")
     factor: float = 0.5
     patience: int = 3
 
@@ -169,11 +226,84 @@ class EarlyStoppingConfig:
         check_range(self, "min_delta", ge=0)
 
 
+# Lightning's accepted values, kept here so a typo fails before torch is imported;
+# tests/test_config.py checks these lists against the installed Lightning.
+PRECISIONS = (
+    "transformer-engine",
+    "transformer-engine-float16",
+    "16-true",
+    "16-mixed",
+    "bf16-true",
+    "bf16-mixed",
+    "32-true",
+    "64-true",
+    "64",
+    "32",
+    "16",
+    "bf16",
+)
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+STRATEGIES = (
+    "auto",
+    "ddp",
+    "ddp_find_unused_parameters_false",
+    "ddp_find_unused_parameters_true",
+    "ddp_fork",
+    "ddp_fork_find_unused_parameters_false",
+    "ddp_fork_find_unused_parameters_true",
+    "ddp_notebook",
+    "ddp_notebook_find_unused_parameters_false",
+    "ddp_notebook_find_unused_parameters_true",
+    "ddp_spawn",
+    "ddp_spawn_find_unused_parameters_false",
+    "ddp_spawn_find_unused_parameters_true",
+    "deepspeed",
+    "deepspeed_stage_1",
+    "deepspeed_stage_2",
+    "deepspeed_stage_2_offload",
+    "deepspeed_stage_3",
+    "deepspeed_stage_3_offload",
+    "deepspeed_stage_3_offload_nvme",
+    "fsdp",
+    "fsdp_cpu_offload",
+    "single_device",
+    "single_tpu",
+    "single_xla",
+    "xla",
+    "xla_debug",
+)
+
+
+def _check_devices(devices: Any) -> None:
+    """Lightning's ``devices``: "auto", a count (-1: all), a list of ids, or "0,1" / "-1"."""
+    if isinstance(devices, bool):
+        raise ConfigError("devices", f"must be 'auto', a count or a list of device ids, got {devices}")
+    if isinstance(devices, int):
+        if devices == 0 or devices < -1:
+            raise ConfigError("devices", f"must be >= 1 (or -1 for all), got {devices}")
+        return
+    if isinstance(devices, str):
+        text = devices.strip()
+        if text == "auto" or text == "-1":
+            return
+        parts = [p.strip() for p in text.strip(",").split(",")]
+        if parts and all(p.isdigit() for p in parts):
+            return
+        raise ConfigError("devices", f"must be 'auto', a count or a list of device ids, got {devices!r}")
+    if (
+        isinstance(devices, (list, tuple))
+        and devices
+        and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in devices)
+    ):
+        return
+    raise ConfigError("devices", f"must be 'auto', a count or a list of device ids, got {devices!r}")
+
+
 @dataclass
 class TrainerConfig:
     """Lightning ``Trainer`` flags by their own names (a subset; the rest keep Lightning's defaults)."""
 
-    max_epochs: int = 20
+    max_epochs: int = 30
     min_epochs: int = 1
     accelerator: str = "auto"
     devices: Any = "auto"  # int, list of ids, or "auto"
@@ -197,6 +327,10 @@ class TrainerConfig:
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
 
     def __post_init__(self) -> None:
+        check_choice(self, "precision", PRECISIONS)
+        check_choice(self, "accelerator", ACCELERATORS)
+        check_choice(self, "strategy", STRATEGIES)
+        _check_devices(self.devices)
         check_range(self, "max_epochs", ge=1)
         check_range(self, "min_epochs", ge=0)
         if self.min_epochs > self.max_epochs:
@@ -229,8 +363,9 @@ class LoggerConfig:
     tags: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not self.tracking_uri:
-            raise ConfigError("tracking_uri", "must not be empty")
+        stores.check_scheme(self.tracking_uri, "tracking_uri", stores.TRACKING_SCHEMES)
+        if not self.experiment_name:
+            raise ConfigError("experiment_name", "must not be empty")
         check_range(self, "flush_every_n_steps", ge=1)
 
 

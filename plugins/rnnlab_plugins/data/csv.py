@@ -2,30 +2,42 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
 from rnnlab.errors import ConfigError
-from rnnlab_plugins.data._series import SeriesDataModule
+from rnnlab.series import SeriesDataModule
 
 
 class CSVDataModule(SeriesDataModule):
     def __init__(
-        self, path: str, target: str, features: list[str] | None = None, sort_by: str | None = None, **kwargs
+        self,
+        *,
+        path: str,
+        target: str,
+        features: list[str],
+        sort_by: str | None,
+        delimiter: str,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.path = path
         self.target = target
-        self.features = [c for c in (features or []) if c != target]
+        self.features = [c for c in features if c != target]
         self.sort_by = sort_by
+        self.delimiter = delimiter
 
     def load(self) -> tuple[np.ndarray, list[str]]:
         try:
-            frame = pd.read_csv(self.path)
+            # utf-8-sig: a byte-order mark is not part of the first column's name
+            frame = pd.read_csv(self.path, sep=self.delimiter, encoding="utf-8-sig")
         except FileNotFoundError:
             raise ConfigError("data.path", f"file not found: {self.path!r}") from None
         except (pd.errors.ParserError, UnicodeDecodeError) as e:
             raise ConfigError("data.path", f"cannot parse {self.path!r} as CSV: {e}") from None
+        frame.columns = [str(c).strip() for c in frame.columns]  # as the schema's header check reads them
         columns = [self.target, *self.features]
         missing = [c for c in columns + ([self.sort_by] if self.sort_by else []) if c not in frame.columns]
         if missing:

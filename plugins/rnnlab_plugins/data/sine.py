@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from rnnlab_plugins.data._series import SeriesDataModule
+from rnnlab.series import SeriesDataModule
 
 
 class SineDataModule(SeriesDataModule):
-    def __init__(self, length: int = 4000, period: float = 50.0, noise: float = 0.1, seed: int = 0, **kwargs) -> None:
+    def __init__(self, *, length: int, period: float, noise: float, seed: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.length = length
         self.period = period

@@ -3,15 +3,17 @@ read from the vega_datasets package, which bundles the files: no network needed.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from rnnlab_plugins.data._series import SeriesDataModule
+from rnnlab.series import SeriesDataModule
 
 
 class TemperatureDataModule(SeriesDataModule):
     units = "degF"
 
-    def __init__(self, city: str = "sf", **kwargs) -> None:
+    def __init__(self, *, city: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.city = city
 

@@ -1,4 +1,22 @@
-"""Windowed forecasting over a multivariate series, shared by the temperature, sine and CSV modules."""
+"""Windowed forecasting over a (multivariate) series: the public base of every series data module.
+
+A data module on a series subclasses :class:`SeriesDataModule` (implements ``load()``) and its schema
+subclasses :class:`rnnlab.schemas.SeriesConfig` (adds the module's own options)::
+
+    @dataclass
+    class SunspotsConfig(SeriesConfig):
+        name: str = "sunspots"
+        impl: ClassVar[str] = "my_pkg.sunspots:SunspotsDataModule"
+
+    class SunspotsDataModule(SeriesDataModule):
+        units = "spots"
+
+        def load(self):
+            return values, ["sunspots"]  # (T,) or (T, C), column 0 is the target
+
+The base does the rest: chronological train | val | test split, scaling fitted on the training part,
+sliding windows, the TaskSpec, and the persistence baseline on the same test windows.
+"""
 
 from __future__ import annotations
 
@@ -27,16 +45,18 @@ class SeriesDataModule(InMemoryDataModule):
 
     def __init__(
         self,
-        window: int = 48,
-        horizon: int = 1,
-        stride: int = 1,
-        val_fraction: float = 0.15,
-        test_fraction: float = 0.15,
-        scaling: str = "standard",
-        batch_size: int = 64,
-        eval_batch_size: int = 512,
+        *,
+        window: int,
+        horizon: int,
+        stride: int,
+        val_fraction: float,
+        test_fraction: float,
+        scaling: str,
+        batch_size: int,
+        eval_batch_size: int,
         shuffle_seed: int = 0,
     ) -> None:
+        # No defaults: they live in SeriesConfig alone, and Registry.build passes every field.
         super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, shuffle_seed=shuffle_seed)
         self.window = window
         self.horizon = horizon
@@ -49,6 +69,7 @@ class SeriesDataModule(InMemoryDataModule):
         self._n_columns = 0
 
     def load(self) -> tuple[np.ndarray, list[str]]:
+        """The series: values (T,) or (T, C) with column 0 the target, and the column names."""
         raise NotImplementedError
 
     def setup(self, stage: str | None = None) -> None:
