@@ -98,3 +98,21 @@ def test_flatten_gives_dotted_keys(small_cfg):
     assert flat["backbone.hidden_size"] == "8"
     assert flat["regularizer.dropout.p"] == "0.2"
     assert flat["optimizer.betas"] == "[0.9, 0.999]"
+
+
+def test_passwords_in_uris_are_never_logged_or_printed():
+    from omegaconf import OmegaConf
+
+    from rnnlab.lifecycle import scrub
+    from rnnlab.tracking import config_yaml, ui_command
+
+    uri = "postgresql://alice:s3cret@db.example:5432/mlflow"
+    cfg = OmegaConf.create({"logger": {"tracking_uri": uri, "tags": {}}, "trial": {"storage": uri}, "seed": 1})
+    flat = flatten(cfg)
+    assert flat["logger.tracking_uri"] == "postgresql://alice:***@db.example:5432/mlflow"
+    assert "s3cret" not in "".join(flat.values()) and "s3cret" not in config_yaml(cfg)
+    assert flat["seed"] == "1"
+    assert "s3cret" not in ui_command("https://bob:s3cret@mlflow.example")
+    assert scrub(f"cannot connect to {uri}: refused", uri) == (
+        "cannot connect to postgresql://alice:***@db.example:5432/mlflow: refused"
+    )

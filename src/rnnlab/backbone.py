@@ -2,23 +2,87 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
+import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from rnnlab.regularizer import Regularizer
 
 
 class Backbone(nn.Module):
     """Maps inputs (B, T, input_size) to per-step features (B, T, output_size) and a final state.
 
+    **Constructor contract.** rnnlab builds a backbone as ``Impl(**schema.kwargs(), input_size=C)``:
+    every field of the plugin's schema dataclass but ``name`` as a plain keyword argument, plus
+    ``input_size`` (the data's features per step, from its ``TaskSpec``). Take plain typed keywords,
+    keep no second default that differs from the schema's, and set ``self.output_size``.
+
+    **Forward.** ``forward(x, state=None, lengths=None) -> (features, final_state)``:
+
+    - ``state``: the initial state, in the layout ``final_state`` comes back in (so a chunk's final
+      state is the next chunk's initial state, as truncated BPTT needs); None: zeros.
+    - ``lengths``: (B,) valid steps per sequence, for right-padded variable-length batches; None:
+      every step is valid. Padding must not change any result of a sequence: its features, its
+      final state (the state at its last valid step) and ``last_step(features, lengths)``.
+      Features at padded steps are zeros.
+
     Per-step features are always returned, so per-step targets, gradient diagnostics and
-    regularizers on activations need no change to the backbone.
+    regularizers on activations need no change to the backbone. ``layers(x)`` gives every layer's
+    per-step outputs (for diagnostics).
+
+    **Regularizer hooks.** ``SequenceNet`` calls ``transform_inputs``, ``transform`` and
+    ``penalty`` of every regularizer itself, whatever the backbone. The hooks inside the recurrence
+    (``rnnlab.regularizer.BACKBONE_HOOKS``) can only be called by the backbone: it lists those it
+    calls in ``supported_hooks`` and calls them through ``self.regularizers`` (set by
+    ``use_regularizers``). A regularizer that needs a hook the backbone does not call is refused
+    when the model is built, never ignored.
     """
 
     output_size: int
+    supported_hooks: ClassVar[frozenset[str]] = frozenset()
+    # A plain tuple, not a ModuleList: the regularizers belong to SequenceNet (their state_dict keys
+    # stay ``net.regularizers.*``); the backbone only calls their hooks. A class default, so a
+    # backbone pickled before this attribute existed still works.
+    regularizers: tuple[Regularizer, ...] = ()
 
-    def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+    def forward(self, x: Tensor, state: Any = None, lengths: Tensor | None = None) -> tuple[Tensor, Any]:
         raise NotImplementedError
 
-    def last_step(self, features: Tensor) -> Tensor:
-        """The sequence summary for last-step targets: (B, T, H) -> (B, H)."""
-        return features[:, -1]
+    def last_step(self, features: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """The sequence summary for last-step targets: (B, T, H) -> (B, H), at each sequence's last
+        valid step when ``lengths`` is given."""
+        if lengths is None:
+            return features[:, -1]
+        return features[torch.arange(features.size(0), device=features.device), lengths.to(features.device) - 1]
+
+    def layers(self, x: Tensor, state: Any = None, lengths: Tensor | None = None) -> list[Tensor]:
+        """Every layer's per-step outputs, first layer first: [(B, T, H_l), ...]; the last equals
+        ``forward``'s features. This default treats the backbone as one layer."""
+        return [self(x, state, lengths)[0]]
+
+    def recurrent_weights(self) -> dict[str, Tensor]:
+        """The hidden-to-hidden weights by parameter name (e.g. ``weight_hh_l0``), for regularizers'
+        ``weight_penalty``; empty when the backbone has none to offer."""
+        return {}
+
+    # -- regularizer hooks ------------------------------------------------------------------------
+
+    def use_regularizers(self, regularizers: Sequence[Regularizer]) -> None:
+        """Attach the regularizers whose hooks this backbone calls; refuse one that needs a hook this
+        backbone does not call (``ValueError`` naming both)."""
+        for reg in regularizers:
+            missing = sorted(reg.backbone_hooks() - self.supported_hooks)
+            if missing:
+                supported = ", ".join(sorted(self.supported_hooks)) or "none"
+                raise ValueError(
+                    f"regularizer {type(reg).__name__} needs {', '.join(missing)}, which backbone "
+                    f"{type(self).__name__} does not call (it calls: {supported})"
+                )
+        self.regularizers = tuple(regularizers)
+
+    def hooked(self, hook: str) -> list[Regularizer]:
+        """The attached regularizers that override ``hook`` (for a backbone's fast path)."""
+        return [reg for reg in self.regularizers if hook in reg.backbone_hooks()]

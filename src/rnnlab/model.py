@@ -16,11 +16,15 @@ from rnnlab.task import TaskSpec
 
 
 class SequenceNet(nn.Module):
+    """The network alone (no Lightning), as logged to MLflow: ``net(x)`` gives predictions in the
+    data's original units for regression tasks, logits for classification.
+
+    ``lengths`` (B,), where given, are the valid steps of right-padded sequences; the backbone never
+    reads the padding and last-step targets are read at each sequence's last valid step.
+    """
+
     target_scale: Tensor
     target_shift: Tensor
-
-    """The network alone (no Lightning), as logged to MLflow: ``net(x)`` gives predictions in the
-    data's original units for regression tasks, logits for classification."""
 
     def __init__(
         self,
@@ -32,6 +36,10 @@ class SequenceNet(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.regularizers: Sequence[Regularizer] = nn.ModuleList(regularizers)  # type: ignore[assignment]
+        if isinstance(backbone, Backbone):
+            backbone.use_regularizers(list(regularizers))  # refuses hooks the backbone does not call
+        elif any(reg.backbone_hooks() for reg in regularizers):
+            raise ValueError(f"{type(backbone).__name__} is no rnnlab.backbone.Backbone: it calls no regularizer hooks")
         self.target = task.target
         width = backbone.output_size
         if head_hidden > 0:
@@ -45,29 +53,53 @@ class SequenceNet(nn.Module):
         self.register_buffer("target_scale", scale, persistent=True)
         self.register_buffer("target_shift", shift, persistent=True)
 
-    def features(self, x: Tensor) -> Tensor:
-        h, _ = self.backbone(x)  # (B, T, H)
-        return h
+    def encode(self, x: Tensor, state: Any = None, lengths: Tensor | None = None) -> tuple[Tensor, Any]:
+        """Per-step features and the backbone's final state: (B, T, C) -> (B, T, H), state."""
+        for reg in self.regularizers:
+            x = reg.transform_inputs(x)
+        if state is None and lengths is None:
+            return self.backbone(x)  # (B, T, H), state; also a backbone written before lengths/state
+        return self.backbone(x, state=state, lengths=lengths)
 
-    def head_out(self, h: Tensor) -> Tensor:
+    def features(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        return self.encode(x, lengths=lengths)[0]  # (B, T, H)
+
+    def head_out(self, h: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Scaled predictions / logits from per-step features: (B, T, H) -> (B, O) or (B, T, O)."""
         for reg in self.regularizers:
             h = reg.transform(h)
         if self.target == "last":
-            h = self.backbone.last_step(h)  # (B, H)
+            h = self.backbone.last_step(h) if lengths is None else self.backbone.last_step(h, lengths)  # (B, H)
         return self.head(h)
+
+    def penalties(self, h: Tensor, lengths: Tensor | None = None) -> list[Tensor]:
+        """The regularizers' loss terms, in order: on features ``h`` (B, T, H), then on the
+        backbone's recurrent weights."""
+        terms: list[Tensor | None] = []
+        weights = None
+        for reg in self.regularizers:
+            # Without lengths, call as before lengths existed, so older regularizers keep working.
+            terms.append(reg.penalty(h) if lengths is None else reg.penalty(h, lengths=lengths))
+            if reg.overrides("weight_penalty"):
+                weights = self.backbone.recurrent_weights() if weights is None else weights
+                terms.append(reg.weight_penalty(weights))
+        return [t for t in terms if t is not None]
 
     def unscale(self, y: Tensor) -> Tensor:
         return y * self.target_scale + self.target_shift
 
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.head_out(self.features(x))
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        out = self.head_out(self.features(x, lengths), lengths)
         return self.unscale(out) if self.target_scale is not None else out
 
 
 class SequenceModel(pl.LightningModule):
     """Trains a SequenceNet. Optimizer and scheduler come as factories (``params -> Optimizer``),
-    so the module takes plain objects and stays usable without Hydra."""
+    so the module takes plain objects and stays usable without Hydra.
+
+    A batch is ``(x, y)`` or ``(x, y, lengths)``; with lengths, per-step targets count at valid
+    steps only (loss and metrics), and last-step targets are read at each sequence's last step.
+    """
 
     def __init__(
         self,
@@ -87,8 +119,8 @@ class SequenceModel(pl.LightningModule):
         self._scheduler_monitor = scheduler_monitor
         self._sums: dict[str, Tensor] = {}
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        return self.net(x, lengths)
 
     # -- loss and metrics -------------------------------------------------------------------------
 
@@ -134,13 +166,21 @@ class SequenceModel(pl.LightningModule):
         wanted = {f"{stage}/{m}" for m in self.task.metrics} | {f"{stage}/loss"}
         self.log_dict({k: v for k, v in metrics.items() if k in wanted}, on_epoch=True, sync_dist=False)
 
+    def _valid(self, out: Tensor, y: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Per-step outputs and targets at valid steps only: (B, T, ...) -> (N, ...); as they are
+        for last-step targets or without lengths."""
+        if lengths is None or self.task.target != "per_step":
+            return out, y
+        mask = torch.arange(y.size(1), device=y.device) < lengths.to(y.device)[:, None]  # (B, T)
+        return out[mask], y[mask]
+
     # -- steps ------------------------------------------------------------------------------------
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
-        x, y = batch[0], batch[1]
-        h = self.net.features(x)  # (B, T, H)
-        out = self.net.head_out(h)
-        loss = self._loss(out, y)
+        x, y, lengths = _unpack(batch)
+        h = self.net.features(x, lengths)  # (B, T, H)
+        out = self.net.head_out(h, lengths)
+        loss = self._loss(*self._valid(out, y, lengths))
         self.log(
             "train/loss",
             loss,
@@ -150,10 +190,8 @@ class SequenceModel(pl.LightningModule):
             batch_size=len(x),
             sync_dist=self.trainer.world_size > 1,
         )
-        for reg in self.net.regularizers:
-            penalty = reg.penalty(h)
-            if penalty is not None:
-                loss = loss + penalty
+        for penalty in self.net.penalties(h, lengths):
+            loss = loss + penalty
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"training loss is {loss.item()} at epoch {self.current_epoch}, step {self.global_step}: "
@@ -163,8 +201,9 @@ class SequenceModel(pl.LightningModule):
         return loss
 
     def _eval_step(self, batch: tuple[Tensor, ...]) -> None:
-        x, y = batch[0], batch[1]
-        self._accumulate(self.net.head_out(self.net.features(x)), y)
+        x, y, lengths = _unpack(batch)
+        out = self.net.head_out(self.net.features(x, lengths), lengths)
+        self._accumulate(*self._valid(out, y, lengths))
 
     def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
         self._eval_step(batch)
@@ -197,3 +236,8 @@ class SequenceModel(pl.LightningModule):
         if self._scheduler_monitor:
             scheduler["monitor"] = self._scheduler_monitor
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+
+def _unpack(batch: Sequence[Tensor]) -> tuple[Tensor, Tensor, Tensor | None]:
+    """``(x, y)`` or ``(x, y, lengths)``: inputs (B, T, C), targets, valid steps (B,) or None."""
+    return batch[0], batch[1], (batch[2] if len(batch) > 2 else None)

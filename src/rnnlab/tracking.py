@@ -13,11 +13,11 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
+from rnnlab import stores
 from rnnlab.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -29,19 +29,12 @@ MAX_PARAM_LENGTH = 6000
 
 def resolve_tracking_uri(uri: str) -> str:
     """Make a relative ``sqlite:///file.db`` absolute (so runs land where the user ran the command)."""
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        return prefix + str(Path(uri[len(prefix) :]).resolve())
-    return uri
-
-
-def sqlite_path(uri: str) -> Path | None:
-    return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
+    return stores.absolute(uri)
 
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
     """Fail fast, in one line, when a tracking server does not answer."""
-    if not uri.startswith(("http://", "https://")):
+    if stores.scheme(uri) not in ("http", "https"):
         return
     try:
         with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
@@ -50,18 +43,39 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
         return  # the server answered; an older server may lack /health
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
-        raise ConfigError("logger.tracking_uri", f"cannot reach the MLflow server at {uri}: {reason}") from None
+        raise ConfigError(
+            "logger.tracking_uri", f"cannot reach the MLflow server at {stores.redact(uri)}: {reason}"
+        ) from None
 
 
 def ui_command(uri: str) -> str:
-    path = sqlite_path(uri)
+    path = stores.sqlite_path(uri)
     if path is not None:
         return f"mlflow ui --backend-store-uri sqlite:///{path} --host 127.0.0.1 --port 5000"
-    return f"open {uri} in a browser"
+    return f"open {stores.redact(uri)} in a browser"
+
+
+def public_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as plain containers, every URI shown without its password: what is
+    logged as params and written as config.yaml."""
+
+    def scrub(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: scrub(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [scrub(v) for v in node]
+        return stores.redact(node) if isinstance(node, str) else node
+
+    return cast(dict[str, Any], scrub(OmegaConf.to_container(cfg, resolve=True)))
+
+
+def config_yaml(cfg: DictConfig) -> str:
+    """The resolved config as YAML, passwords hidden (see ``public_config``)."""
+    return OmegaConf.to_yaml(public_config(cfg))
 
 
 def flatten(cfg: DictConfig) -> dict[str, str]:
-    """``{"backbone.hidden_size": "64", ...}`` from the resolved config."""
+    """``{"backbone.hidden_size": "64", ...}`` from the resolved config, passwords hidden."""
     out: dict[str, str] = {}
 
     def walk(node: Any, prefix: str) -> None:
@@ -71,7 +85,7 @@ def flatten(cfg: DictConfig) -> dict[str, str]:
         else:
             out[prefix] = str(node)
 
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    walk(public_config(cfg), "")
     return out
 
 
@@ -101,6 +115,31 @@ def version_tags() -> dict[str, str]:
         tags["mlflow.source.git.commit"] = commit
         tags["git.commit"] = commit
     return tags
+
+
+def get_or_create_experiment(client: Any, name: str, tracking_uri: str) -> str:
+    """The id of MLflow experiment ``name``, created if needed with its artifacts beside a SQLite
+    store (``mlartifacts/`` next to ``mlflow.db``, never ``./mlruns``). Safe when several processes
+    create it at once."""
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            raise ConfigError(
+                "logger.experiment_name",
+                f"experiment {name!r} is deleted in {stores.redact(tracking_uri)}; restore it or pick another name",
+            )
+        return str(exp.experiment_id)
+    location = None
+    db = stores.sqlite_path(stores.absolute(tracking_uri))
+    if db is not None:  # artifacts beside the database, not in the working directory
+        location = (db.parent / "mlartifacts").resolve().as_uri()
+    try:
+        return str(client.create_experiment(name, artifact_location=location))
+    except Exception:  # another process created it first
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return str(exp.experiment_id)
 
 
 class TrackedRun:
@@ -136,25 +175,7 @@ class TrackedRun:
         self._ended = False
 
     def _experiment(self, name: str) -> str:
-        exp = self.client.get_experiment_by_name(name)
-        if exp is not None:
-            if exp.lifecycle_stage == "deleted":
-                raise ConfigError(
-                    "logger.experiment_name",
-                    f"experiment {name!r} is deleted in {self.tracking_uri}; restore it or pick another name",
-                )
-            return exp.experiment_id
-        location = None
-        db = sqlite_path(self.tracking_uri)
-        if db is not None:  # artifacts beside the database, not in the working directory
-            location = (db.parent / "mlartifacts").resolve().as_uri()
-        try:
-            return self.client.create_experiment(name, artifact_location=location)
-        except Exception:  # another process created it first
-            exp = self.client.get_experiment_by_name(name)
-            if exp is None:
-                raise
-            return exp.experiment_id
+        return get_or_create_experiment(self.client, name, self.tracking_uri)
 
     # -- logging ----------------------------------------------------------------------------------
 

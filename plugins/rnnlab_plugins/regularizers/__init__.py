@@ -1,1 +1,1 @@
-"""Built-in regularizers that work with the fused backbones."""
+"""Built-in regularizers; they use the hooks every backbone supports (see rnnlab.regularizer)."""

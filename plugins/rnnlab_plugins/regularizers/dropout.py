@@ -8,7 +8,7 @@ from rnnlab.regularizer import Regularizer
 
 
 class DropoutRegularizer(Regularizer):
-    def __init__(self, p: float = 0.2) -> None:
+    def __init__(self, *, p: float) -> None:
         super().__init__()
         self.dropout = nn.Dropout(p)
 
