@@ -1,0 +1,1 @@
+"""Presets of rnnlab-indrnn (experiment/, sweep/), found through the ``rnnlab.conf`` entry point."""
