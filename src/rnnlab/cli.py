@@ -182,7 +182,9 @@ def check(
     sweeps = [ov for ov in parsed if ov.is_sweep_override()]
     if sweeps and not multirun:
         raise ConfigError(sweeps[0].get_key_element(), "sweep overrides (a=1,2 or choice(...)) need -m / --multirun")
-    base = [ov.input_line if not ov.is_sweep_override() else _as_override(ov, _sweep_values(ov)[0]) for ov in parsed]
+    base = [
+        _as_override(ov, (_sweep_values(ov) or [None])[0]) if ov.is_sweep_override() else ov.input_line for ov in parsed
+    ]
     with rconfig.Composer(config_name, config_dir) as compose:
         full = _compose(compose, base, return_hydra_config=True)
         job = _without_hydra(full)

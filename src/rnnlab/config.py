@@ -207,10 +207,10 @@ def _check_keys(node: Any, path: str) -> None:
             allowed = {f.name for f in dataclasses.fields(typ)}
             for key in node:
                 if key not in allowed:
-                    name = f"{path}.{key}" if path else str(key)
+                    name = f"{path}.{key!s}" if path else str(key)
                     raise ConfigError(name, "unknown key", sorted(allowed), label="valid keys")
         for key in node:
-            _check_keys(node._get_node(key), f"{path}.{key}" if path else str(key))
+            _check_keys(node._get_node(key), f"{path}.{key!s}" if path else str(key))
     elif isinstance(node, ListConfig):
         for i in range(len(node)):
             _check_keys(node._get_node(i), f"{path}[{i}]")

@@ -243,34 +243,15 @@ PRECISIONS = (
     "bf16",
 )
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+_DDP = ("ddp", "ddp_fork", "ddp_notebook", "ddp_spawn")
+_DEEPSPEED_STAGES = ("1", "2", "2_offload", "3", "3_offload", "3_offload_nvme")
 STRATEGIES = (
     "auto",
-    "ddp",
-    "ddp_find_unused_parameters_false",
-    "ddp_find_unused_parameters_true",
-    "ddp_fork",
-    "ddp_fork_find_unused_parameters_false",
-    "ddp_fork_find_unused_parameters_true",
-    "ddp_notebook",
-    "ddp_notebook_find_unused_parameters_false",
-    "ddp_notebook_find_unused_parameters_true",
-    "ddp_spawn",
-    "ddp_spawn_find_unused_parameters_false",
-    "ddp_spawn_find_unused_parameters_true",
+    *_DDP,
+    *(f"{d}_find_unused_parameters_{flag}" for d in _DDP for flag in ("false", "true")),
     "deepspeed",
-    "deepspeed_stage_1",
-    "deepspeed_stage_2",
-    "deepspeed_stage_2_offload",
-    "deepspeed_stage_3",
-    "deepspeed_stage_3_offload",
-    "deepspeed_stage_3_offload_nvme",
-    "fsdp",
-    "fsdp_cpu_offload",
-    "single_device",
-    "single_tpu",
-    "single_xla",
-    "xla",
-    "xla_debug",
+    *(f"deepspeed_stage_{stage}" for stage in _DEEPSPEED_STAGES),
+    *("fsdp", "fsdp_cpu_offload", "single_device", "single_tpu", "single_xla", "xla", "xla_debug"),
 )
 
 
