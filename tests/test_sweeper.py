@@ -13,7 +13,10 @@ from pathlib import Path
 
 import optuna
 import pytest
-from hydra_plugins.rnnlab_optuna_sweeper import _impl
+from hydra_plugins.rnnlab_optuna_sweeper import _liveness as liveness
+from hydra_plugins.rnnlab_optuna_sweeper import _samplers as samplers
+from hydra_plugins.rnnlab_optuna_sweeper import _search_space as search_space
+from hydra_plugins.rnnlab_optuna_sweeper._objectives import Objectives
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
@@ -94,9 +97,9 @@ def test_plugin_discovered_and_cheap_to_import() -> None:
         ("choice(a, b, c)", CategoricalDistribution(["a", "b", "c"])),
         ("1,2,4", CategoricalDistribution([1, 2, 4])),
         ("choice(true, false)", CategoricalDistribution([True, False])),
-        ("range(1, 5)", IntDistribution(1, 4)),  # stop excluded, as everywhere in Hydra
-        ("range(8, 129, 8)", IntDistribution(8, 128, step=8)),
-        ("range(0.0, 1.0, 0.25)", FloatDistribution(0.0, 0.75, step=0.25)),
+        ("range(1, 5)", IntDistribution(1, 5)),  # stop included, as in hydra-optuna-sweeper
+        ("range(8, 128, 8)", IntDistribution(8, 128, step=8)),
+        ("range(0.0, 1.0, 0.25)", FloatDistribution(0.0, 1.0, step=0.25)),
         ("shuffle(range(1, 4))", CategoricalDistribution([1, 2, 3])),
         ("interval(0.1, 0.5)", FloatDistribution(0.1, 0.5)),
         ("interval(1, 10)", FloatDistribution(1.0, 10.0)),  # Hydra: interval() is always float
@@ -106,7 +109,7 @@ def test_plugin_discovered_and_cheap_to_import() -> None:
     ],
 )
 def test_search_space_forms(expr: str, expected: object) -> None:
-    dists, fixed = _impl.parse_search_space({"k": expr}, [])
+    dists, fixed = search_space.parse_search_space({"k": expr}, [])
     got = dists["k"]
     if isinstance(expected, CategoricalDistribution) and expr.startswith("shuffle"):
         assert sorted(got.choices) == sorted(expected.choices)
@@ -116,7 +119,7 @@ def test_search_space_forms(expr: str, expected: object) -> None:
 
 
 def test_fixed_values_and_command_line_precedence() -> None:
-    dists, fixed = _impl.parse_search_space(
+    dists, fixed = search_space.parse_search_space(
         {"a": "interval(0, 1)", "b": 3, "c": "choice(x, y)"}, ["a=tag(log, interval(0.01, 1.0))", "d=hello", "e=1,2"]
     )
     assert dists == {
@@ -141,14 +144,14 @@ def test_fixed_values_and_command_line_precedence() -> None:
 )
 def test_bad_expressions_are_one_line_errors(expr: str, needle: str) -> None:
     with pytest.raises(ConfigError) as e:
-        _impl.parse_search_space({"k": expr}, [])
+        search_space.parse_search_space({"k": expr}, [])
     assert needle in str(e.value)
     assert "\n" not in str(e.value)
 
 
 def test_bad_command_line_expression() -> None:
     with pytest.raises(ConfigError, match=r"^lr: bad search space"):
-        _impl.parse_search_space({}, ["lr=tag(log, interval(-1.0, 1.0))"])
+        search_space.parse_search_space({}, ["lr=tag(log, interval(-1.0, 1.0))"])
 
 
 # ----------------------------------------------------------------------------- samplers, pruners, objectives
@@ -168,29 +171,30 @@ GRID = {"n": IntDistribution(1, 4), "c": CategoricalDistribution(["a", "b"])}
     ],
 )
 def test_each_sampler_samples_the_space(name: str, cls: type, space: dict) -> None:
-    sampler, grid_size = _impl.create_sampler({"name": name, "seed": 3}, space)
+    sampler, grid_size = samplers.create_sampler({"name": name, "seed": 3}, space)
     assert isinstance(sampler, cls)
-    assert grid_size == (8 if name == "grid" else None)
+    assert grid_size == (6 if name == "grid" else None)  # a grid stops below high, as hydra-optuna-sweeper's
     study = optuna.create_study(sampler=sampler)
     for _ in range(4):
         trial = study.ask(fixed_distributions=space)
         assert set(trial.params) == set(space)
         study.tell(trial, sum(v for v in trial.params.values() if isinstance(v, (int, float))))
     # the seed makes the first sample reproducible
-    again = optuna.create_study(sampler=_impl.create_sampler({"name": name, "seed": 3}, space)[0])
+    again = optuna.create_study(sampler=samplers.create_sampler({"name": name, "seed": 3}, space)[0])
     assert again.ask(fixed_distributions=space).params == study.trials[0].params
 
 
 def test_sampler_errors() -> None:
     with pytest.raises(ConfigError) as e:
-        _impl.create_sampler({"name": "tpee"}, SPACE)
+        samplers.create_sampler({"name": "tpee"}, SPACE)
     assert (
-        str(e.value) == "hydra.sweeper.sampler: unknown sampler 'tpee'; valid choices: cmaes, grid, nsgaii, random, tpe"
+        str(e.value)
+        == "hydra.sweeper.sampler: unknown sampler 'tpee'; valid choices: cmaes, grid, motpe, nsgaii, random, tpe"
     )
     with pytest.raises(ConfigError, match=r"^hydra.sweeper.sampler.population_size: not an argument of sampler 'tpe'"):
-        _impl.create_sampler({"name": "tpe", "population_size": 4}, SPACE)
+        samplers.create_sampler({"name": "tpe", "population_size": 4}, SPACE)
     with pytest.raises(ConfigError, match=r"^hydra.sweeper.params.x: the grid sampler needs choice\(\) or range\(\)"):
-        _impl.create_sampler({"name": "grid"}, SPACE)
+        samplers.create_sampler({"name": "grid"}, SPACE)
 
 
 @pytest.mark.parametrize(
@@ -236,24 +240,22 @@ def test_pruner_errors() -> None:
         "hydra.sweeper.pruner: unknown pruner 'medain'; valid choices: " + ", ".join(sorted(PRUNERS))
     )
     with pytest.raises(ConfigError, match=r"^hydra.sweeper.pruner.percentile: not an argument of pruner 'median'"):
-        _impl.pruner_spec({"name": "median", "percentile": 10.0})
+        samplers.pruner_spec({"name": "median", "percentile": 10.0})
     with pytest.raises(ConfigError, match=r"^hydra.sweeper.pruner: bad arguments for pruner 'percentile'"):
-        _impl.pruner_spec({"name": "percentile", "percentile": 150.0})
+        samplers.pruner_spec({"name": "percentile", "percentile": 150.0})
 
 
 def test_objectives_and_directions() -> None:
     from omegaconf import OmegaConf
 
     task = OmegaConf.create({"monitor": "val/acc", "monitor_mode": "max"})
-    assert _impl.objectives_and_directions(None, None, task) == (["val/acc"], ["maximize"])
-    assert _impl.objectives_and_directions(["a", "b"], ["minimize", "maximize"], task) == (
-        ["a", "b"],
-        ["minimize", "maximize"],
-    )
+    assert Objectives.from_config(None, None, task) == Objectives(["val/acc"], ["maximize"])
+    both = Objectives.from_config(["a", "b"], ["minimize", "maximize"], task)
+    assert both == Objectives(["a", "b"], ["minimize", "maximize"])
     with pytest.raises(ConfigError, match=r"^hydra\.sweeper\.direction: 1 direction"):
-        _impl.objectives_and_directions(["a", "b"], "minimize", task)
+        Objectives.from_config(["a", "b"], "minimize", task)
     with pytest.raises(ConfigError, match="unknown direction 'min'; valid choices: maximize, minimize"):
-        _impl.objectives_and_directions("a", "min", task)
+        Objectives.from_config("a", "min", task)
 
 
 # ----------------------------------------------------------------------------- end to end on the toy app
@@ -336,7 +338,7 @@ def test_resume_after_sigkill(tmp_path: Path) -> None:
     trials = study.get_trials()
     by_number = {t.number: t for t in trials}
     assert by_number[killed].state == TrialState.FAIL
-    assert "is gone" in by_number[killed].system_attrs[_impl.STALE_ATTR]
+    assert "is gone" in by_number[killed].system_attrs[liveness.STALE_ATTR]
     assert [t.number for t in trials if t.state == TrialState.FAIL] == [killed]
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 5  # n_trials reached, killed slot re-run
     for number, (params, value) in before.items():  # nothing finished was lost or re-run
@@ -354,15 +356,15 @@ def _check_exact(study: optuna.Study, n: int) -> None:
 
 
 def test_parallel_workers_count_exactly(tmp_path: Path) -> None:
-    """Two commands at once on one storage, one of them with n_jobs=2: three workers, 9 trials."""
+    """Two commands at once on one storage, one of them with n_workers=2: three workers, 9 trials."""
     args = [*FAST, "hydra.sweeper.n_trials=9", "x=interval(-1.0, 1.0)", "epochs=3", "sleep=0.1"]
-    a = spawn(tmp_path, *args, "hydra.sweeper.n_jobs=2")
+    a = spawn(tmp_path, *args, "hydra.sweeper.n_workers=2")
     b = spawn(tmp_path, *args)
     outs = [p.communicate(timeout=120)[0] for p in (a, b)]
     assert a.returncode == 0 and b.returncode == 0, outs
     study = load(tmp_path)
     _check_exact(study, 9)
-    assert len({t.system_attrs[_impl.PID_ATTR] for t in study.trials}) == 3
+    assert len({t.system_attrs[liveness.PID_ATTR] for t in study.trials}) == 3
 
 
 def _postgres_url() -> str:
@@ -403,7 +405,7 @@ def test_postgres_two_workers(tmp_path: Path) -> None:
     storage = open_storage(url)
     study = optuna.load_study(study_name=name, storage=storage)
     _check_exact(study, 8)
-    assert len({t.system_attrs[_impl.PID_ATTR] for t in study.trials}) == 2
+    assert len({t.system_attrs[liveness.PID_ATTR] for t in study.trials}) == 2
     optuna.delete_study(study_name=name, storage=storage)
 
 
@@ -436,7 +438,7 @@ def test_failures_are_logged_and_the_sweep_goes_on_until_the_rate(tmp_path: Path
     assert counts == {"COMPLETE": 3, "FAIL": 3}, counts
     for t in study.trials:
         if t.state == TrialState.FAIL:
-            assert t.system_attrs[_impl.ERROR_ATTR].startswith("ValueError: x=0.5 is above fail_above")
+            assert t.system_attrs[liveness.ERROR_ATTR].startswith("ValueError: x=0.5 is above fail_above")
     assert "error: ValueError: x=0.5" in proc.stderr + proc.stdout
 
     # a new study with max_failure_rate 0: the first failure stops the sweep with one line
@@ -454,7 +456,8 @@ def test_bad_config_fails_before_any_trial(tmp_path: Path) -> None:
     assert "y: bad search space" in proc.stderr
     proc = app(tmp_path, *FAST, "hydra.sweeper.sampler.name=tpee", "x=interval(0.0, 1.0)", check=False)
     assert (
-        "hydra.sweeper.sampler: unknown sampler 'tpee'; valid choices: cmaes, grid, nsgaii, random, tpe" in proc.stderr
+        "hydra.sweeper.sampler: unknown sampler 'tpee'; valid choices: cmaes, grid, motpe, nsgaii, random, tpe"
+        in proc.stderr
     )
     proc = app(
         tmp_path,

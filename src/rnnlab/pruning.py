@@ -16,17 +16,21 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import os
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rnnlab.errors import ConfigError
+from rnnlab.stores import normalize_url
 
 if TYPE_CHECKING:
     import optuna
 
 log = logging.getLogger(__name__)
 
-PRUNER_ATTR = "rnnlab:pruner"  # trial system attr: {"name": ..., **args}
+PRUNER_ATTR = "rnnlab:pruner"  # trial system attr: {"name": ..., **args} or {"_target_": ..., **args}
 
 # name -> Optuna class; "none" keeps every trial.
 PRUNERS: dict[str, str] = {
@@ -55,14 +59,48 @@ def create_pruner(name: str, key: str = "hydra.sweeper.pruner", **kwargs: Any) -
         raise ConfigError(key, f"bad arguments for pruner {name!r}: {e}") from None
 
 
-def normalize_url(url: str) -> str:
-    """``postgresql://`` means psycopg (v3) to SQLAlchemy 2.1; use psycopg2 when only it is installed."""
-    if url.startswith("postgresql://"):
-        import importlib.util
+def pruner_from_spec(spec: Mapping[str, Any], key: str = "hydra.sweeper.pruner") -> optuna.pruners.BasePruner:
+    """A pruner from ``{"name": ..., **args}`` (our names) or ``{"_target_": "optuna.pruners.X", **args}``
+    (any Optuna pruner; an argument that is itself such a dict, e.g. PatientPruner's
+    ``wrapped_pruner``, is built the same way)."""
+    import optuna
 
-        if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
-            return "postgresql+psycopg2://" + url[len("postgresql://") :]
-    return url
+    args = dict(spec)
+    target, name = args.pop("_target_", None), args.pop("name", None)
+    if target is None:
+        return create_pruner(name or "none", key, **args)
+    if name is not None:
+        raise ConfigError(key, f"set pruner.name ({name!r}) or pruner._target_ ({target!r}), not both")
+    prefix = "optuna.pruners."
+    cls_name = str(target)[len(prefix) :] if str(target).startswith(prefix) else ""
+    cls = getattr(optuna.pruners, cls_name, None) if cls_name else None
+    if not isinstance(cls, type) or not issubclass(cls, optuna.pruners.BasePruner):
+        valid = [n for n in dir(optuna.pruners) if n.endswith("Pruner") and n != "BasePruner"]
+        raise ConfigError(f"{key}._target_", f"{target!r} is not an Optuna pruner", valid)
+    accepted = [p for p in inspect.signature(cls).parameters if p != "self"]
+    for arg, value in args.items():
+        if arg not in accepted:
+            raise ConfigError(f"{key}.{arg}", f"not an argument of {target}", accepted or ["(no arguments)"])
+        if isinstance(value, Mapping) and "_target_" in value:
+            args[arg] = pruner_from_spec(value, f"{key}.{arg}")
+    try:
+        with warnings.catch_warnings():  # PatientPruner, WilcoxonPruner: experimental, said in every job
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return cls(**args)  # type: ignore[no-any-return]
+    except (TypeError, ValueError) as e:
+        raise ConfigError(key, f"bad arguments for {target}: {e}") from None
+
+
+# Studies in this process's memory (``storage: null``), by the token that jobs get as trial.storage.
+IN_MEMORY = "inmemory:"
+_in_memory: dict[str, optuna.storages.BaseStorage] = {}
+
+
+def register_in_memory(storage: optuna.storages.BaseStorage) -> str:
+    """A ``trial.storage`` token for an in-memory storage, reachable by jobs in this process."""
+    token = f"{IN_MEMORY}{os.getpid()}-{id(storage)}"
+    _in_memory[token] = storage
+    return token
 
 
 def open_storage(url: str, **rdb_kwargs: Any) -> optuna.storages.BaseStorage:
@@ -71,6 +109,10 @@ def open_storage(url: str, **rdb_kwargs: Any) -> optuna.storages.BaseStorage:
     file storage on a shared filesystem."""
     import optuna
 
+    if url.startswith(IN_MEMORY):
+        if url not in _in_memory:
+            raise ConfigError("trial.storage", f"{url}: an in-memory study (storage: null) of another process")
+        return _in_memory[url]
     if url.startswith("journal:///"):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
@@ -106,6 +148,10 @@ class TrialReporter:
             return None
         if not trial.study_name or not trial.storage:
             raise ConfigError("trial", "trial.number is set but trial.study_name or trial.storage is not")
+        if str(trial.storage).startswith(IN_MEMORY) and trial.storage not in _in_memory:
+            # storage: null with a launcher that runs jobs in other processes: nothing to report to
+            log.warning("trial %s: no pruning; its in-memory study lives in the sweeper's process", trial.number)
+            return None
         return cls(trial.study_name, trial.storage, trial.number)
 
     def _attach(self) -> optuna.trial.Trial:
@@ -115,8 +161,8 @@ class TrialReporter:
             storage = open_storage(self.storage_url)
             study_id = storage.get_study_id_from_name(self.study_name)
             trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, self.number)
-            spec = dict(storage.get_trial_system_attrs(trial_id).get(PRUNER_ATTR) or {"name": "none"})
-            pruner = create_pruner(spec.pop("name"), **spec)
+            spec = storage.get_trial_system_attrs(trial_id).get(PRUNER_ATTR) or {"name": "none"}
+            pruner = pruner_from_spec(spec)
             # The sampler is never used here; RandomSampler keeps attaching cheap.
             study = optuna.load_study(
                 study_name=self.study_name,

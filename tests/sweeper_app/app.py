@@ -2,8 +2,9 @@
 
 Each "epoch" e reports ``loss_e = target + 1 / (e + 1)`` through :class:`rnnlab.pruning.TrialReporter`
 (the code path of ``PruningCallback``), where ``target = (x - 0.3)^2 + (y + 0.2)^2 (+ 0.1 if
-opt == "b")``. ``fail_above``: raise when x exceeds it. ``log_child``: one MLflow child run per job,
-tagged like ``rnnlab.train`` tags its runs.
+opt == "b")``. ``fail_above``: raise when x exceeds it. ``returns``: ``dict`` (metrics, as rnnlab's
+``train``), ``float`` (the loss) or ``list`` (loss and |x|), the last two as hydra-optuna-sweeper's
+apps. ``log_child``: one MLflow child run per job, tagged like ``rnnlab.train`` tags its runs.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ def objective(cfg: DictConfig) -> dict[str, float]:
         loss = target + 1.0 / (epoch + 1)
         if reporter is not None:
             reporter.check(loss, epoch)
+    if cfg.returns == "float":  # a plain number, as hydra-optuna-sweeper's apps return
+        return loss  # type: ignore[return-value]
+    if cfg.returns == "list":  # one number per direction
+        return [loss, abs(cfg.x)]  # type: ignore[return-value]
     return {"val/loss": loss, "test/loss": loss + 0.01, "neg_x": -float(cfg.x)}
 
 

@@ -1,6 +1,9 @@
-"""rnnlab's Optuna sweeper for Hydra: pruning, resume, parallel workers, one MLflow parent per sweep.
+"""rnnlab's Optuna sweeper for Hydra: hydra-optuna-sweeper's configs on current Optuna, plus pruning,
+resume, worker processes and one MLflow parent run per sweep. See ``docs/sweeps.md``.
 
-Select it with ``hydra/sweeper=optuna`` or a preset (``python -m rnnlab -m sweep=lstm_forecast``).
-Discovery imports only ``config`` and ``optuna_sweeper``; optuna and MLflow load in ``_impl`` when a
-sweep starts.
+Hydra's plugin scan imports only ``config`` (schemas, sampler options) and ``optuna_sweeper`` (the
+plugin class): it skips modules whose name starts with ``_``, so optuna and MLflow load when a sweep
+starts. ``_impl``: the trial loop; ``_search_space``, ``_samplers``, ``_objectives``: what a trial is
+sampled from and scored on; ``_liveness``: study lock, heartbeats, stale trials; ``_workers``: worker
+processes; ``_results``: MLflow parent run, results files, plots.
 """

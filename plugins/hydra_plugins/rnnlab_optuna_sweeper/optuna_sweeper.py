@@ -10,7 +10,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
-from .config import PrunerConf, SamplerConf
+from .config import OptunaSweeperConf
 
 
 class OptunaSweeper(Sweeper):
@@ -36,4 +36,4 @@ class OptunaSweeper(Sweeper):
             sys.exit(e.exit_code)
 
 
-__all__ = ["OptunaSweeper", "PrunerConf", "SamplerConf"]
+__all__ = ["OptunaSweeper", "OptunaSweeperConf"]
