@@ -218,3 +218,17 @@ def test_cli_processes(workdir):
         lines = [line for line in res.stderr.splitlines() if line.strip()]
         assert res.returncode == 2 and len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
     _assert_nothing_ran(workdir)
+
+
+def test_bad_values_in_a_presets_search_space_dict(workdir, capsys):
+    """hydra-optuna-sweeper's ``search_space`` form is checked like ``params``: bounds and choices."""
+    (workdir / "mine" / "sweep").mkdir(parents=True)
+    (workdir / "mine" / "sweep" / "s.yaml").write_text(
+        "# @package _global_\n"
+        "defaults:\n  - override /data: sine\n  - override /hydra/sweeper: optuna\n"
+        "hydra:\n  sweeper:\n    n_trials: 2\n    search_space:\n"
+        "      backbone.hidden_size: {type: int, low: 0, high: 8}\n"
+    )
+    code, lines = _run(["-m", "--config-dir", str(workdir / "mine"), "sweep=s"], capsys)
+    assert code == 2 and lines == ["rnnlab: error: backbone.hidden_size: must be >= 1, got 0"], lines
+    assert sorted(p.name for p in workdir.iterdir()) == ["mine"]

@@ -86,6 +86,9 @@ def test_a_third_party_plugin_registers_and_builds():
     class TinyConfig(PluginConfig):
         name: str = "tiny"
         hidden_size: int = 4
+        num_layers: int = 1
+        bidirectional: bool = False
+        dropout: float = 0.0
         impl: ClassVar[str] = "rnnlab_plugins.backbones.gru:GRUBackbone"
 
     registry.register("tiny", TinyConfig)

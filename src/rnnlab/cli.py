@@ -148,18 +148,8 @@ def _sweep_values(ov: Any) -> list[Any] | None:
 
 def _as_override(ov: Any, value: Any) -> str:
     """``key=value`` for one value of a sweep, in Hydra's syntax."""
-    from hydra.core.override_parser.types import Quote, QuotedString
-
     prefix = {"ADD": "+", "FORCE_ADD": "++", "DEL": "~"}.get(ov.type.name, "")
-    if isinstance(value, str):
-        text = QuotedString(text=value, quote=Quote.single).with_quotes()
-    elif value is None:
-        text = "null"
-    elif isinstance(value, bool):
-        text = str(value).lower()
-    else:
-        text = str(value)
-    return f"{prefix}{ov.get_key_element()}={text}"
+    return f"{prefix}{ov.get_key_element()}={_format(value)}"
 
 
 def check(
@@ -189,11 +179,10 @@ def check(
         full = _compose(compose, base, return_hydra_config=True)
         job = _without_hydra(full)
         validated = rconfig.validate(job)
-        variants = [(ov, v) for ov in sweeps for v in (_sweep_values(ov) or [])[1:]]
-        variants += _sweeper_param_variants(full, {ov.get_key_element() for ov in parsed})
-        for ov, value in variants:
-            line = _as_override(ov, value)
-            rest = [b for b, p in zip(base, parsed, strict=True) if p.get_key_element() != ov.get_key_element()]
+        variants = [(ov.get_key_element(), _as_override(ov, v)) for ov in sweeps for v in (_sweep_values(ov) or [])[1:]]
+        variants += _sweeper_space_variants(full, {ov.get_key_element() for ov in parsed})
+        for key, line in variants:
+            rest = [b for b, p in zip(base, parsed, strict=True) if p.get_key_element() != key]
             rconfig.validate(_compose(compose, [*rest, line]))
     if multirun:
         _check_objective(full, validated)
@@ -224,25 +213,42 @@ def _without_hydra(cfg: DictConfig) -> DictConfig:
     return job
 
 
-def _sweeper_param_variants(full: DictConfig, on_command_line: set[str]) -> list[tuple[Any, Any]]:
-    """(override, value) for every value of every ``hydra.sweeper.params`` entry the command line
-    does not replace."""
-    from omegaconf import OmegaConf
+def _sweeper_space_variants(full: DictConfig, on_command_line: set[str]) -> list[tuple[str, str]]:
+    """``(key, override)`` for every value of the sweeper's search space that the command line does
+    not replace: each value of ``hydra.sweeper.params`` expressions and the choices / bounds of
+    hydra-optuna-sweeper's ``search_space`` dicts (``custom_search_space`` is define-by-run: its values
+    exist only inside a trial)."""
+    from omegaconf import DictConfig, OmegaConf
 
-    params = OmegaConf.select(full, "hydra.sweeper.params", default=None)
-    if not params:
-        return []
-    out = []
+    out: list[tuple[str, str]] = []
+    params = OmegaConf.select(full, "hydra.sweeper.params", default=None) or {}
     for key, expr in params.items():
-        if key in on_command_line:
+        if key in on_command_line or expr is None:
             continue
-        text = expr if isinstance(expr, str) else str(expr)
-        (ov,) = _parse([f"{key}={text}"]) if text else (None,)
-        if ov is None:
+        (ov,) = _parse([f"{key}={expr if isinstance(expr, str) else _format(expr)}"])
+        out += [(key, _as_override(ov, v)) for v in (_sweep_values(ov) or [ov.value()])]
+    space = OmegaConf.select(full, "hydra.sweeper.search_space", default=None) or {}
+    for key, spec in space.items():
+        if key in on_command_line or key in params or not isinstance(spec, DictConfig):
             continue
-        for value in _sweep_values(ov) or [ov.value()]:
-            out.append((ov, value))
+        values = list(spec.get("choices") or []) or [spec.get(b) for b in ("low", "high") if spec.get(b) is not None]
+        if spec.get("type") == "int":
+            values = [int(v) for v in values]
+        out += [(key, f"{key}={_format(v)}") for v in values]
     return out
+
+
+def _format(value: Any) -> str:
+    """A value as the right-hand side of an override."""
+    from hydra.core.override_parser.types import Quote, QuotedString
+
+    if isinstance(value, str):
+        return QuotedString(text=value, quote=Quote.single).with_quotes()
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
 
 
 def _check_objective(full: DictConfig, validated: Any) -> None:

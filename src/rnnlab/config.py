@@ -63,54 +63,52 @@ def register_schemas() -> None:
     _registered = True
 
 
-def _searchpath_override(overrides: Sequence[str], config_dir: str | None) -> list[str]:
-    """``overrides`` with ``--config-dir DIR`` folded into ``hydra.searchpath`` (as Hydra's CLI does)."""
-    if config_dir is None:
-        return list(overrides)
-    from pathlib import Path
-
-    path = Path(config_dir).expanduser().resolve()
-    if not path.is_dir():
-        raise ConfigError("--config-dir", f"directory not found: {str(path)!r}")
-    entry = f"file://{path}"
-    out, merged = [], False
-    for o in overrides:
-        key, _, value = o.partition("=")
-        if key.lstrip("+") == "hydra.searchpath" and value.startswith("["):
-            value = value.strip()[1:-1]
-            out.append(f"{key}=[{entry!r}{', ' + value if value.strip() else ''}]")
-            merged = True
-        else:
-            out.append(o)
-    return out if merged else [*out, f"hydra.searchpath=[{entry!r}]"]
-
-
 class Composer:
-    """Composes the app's config many times under one Hydra initialization (the CLI's checks)."""
+    """Composes the app's config many times under one Hydra initialization (the CLI's checks).
+
+    The search path is built as ``python -m rnnlab`` builds it: ``pkg://rnnlab.conf``, the search
+    path plugins (installed packages' presets), and ``--config-dir`` before the schemas, so a primary
+    config in that directory (``--config-name best``) is found as Hydra would find it.
+    """
 
     def __init__(self, config_name: str = CONFIG_NAME, config_dir: str | None = None) -> None:
         self.config_name = config_name
         self.config_dir = config_dir
 
     def __enter__(self) -> Composer:
-        from hydra import initialize_config_module
+        from pathlib import Path
+
+        from hydra import version
+        from hydra._internal.hydra import Hydra
+        from hydra._internal.utils import create_config_search_path
+        from hydra.core.config_search_path import SearchPathQuery
         from hydra.core.global_hydra import GlobalHydra
+        from hydra.core.utils import setup_globals
 
         register_schemas()
+        version.setbase("1.3")
+        setup_globals()
+        search_path = create_config_search_path(f"pkg://{CONFIG_MODULE}")
+        if self.config_dir is not None:
+            path = Path(self.config_dir).expanduser().resolve()
+            if not path.is_dir():
+                raise ConfigError("--config-dir", f"directory not found: {str(path)!r}")
+            search_path.prepend("command-line", f"file://{path}", anchor=SearchPathQuery(provider="schema"))
         GlobalHydra.instance().clear()
-        self._ctx = initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3")
-        self._ctx.__enter__()
+        Hydra.create_main_hydra2(task_name="rnnlab", config_search_path=search_path)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self._ctx.__exit__(*exc)
+        from hydra.core.global_hydra import GlobalHydra
+
+        GlobalHydra.instance().clear()
 
     def __call__(self, overrides: Sequence[str] = (), *, return_hydra_config: bool = False) -> DictConfig:
         from hydra import compose as hydra_compose
 
         return hydra_compose(
             self.config_name,
-            overrides=_searchpath_override(overrides, self.config_dir),
+            overrides=list(overrides),
             return_hydra_config=return_hydra_config,
         )
 
