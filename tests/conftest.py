@@ -54,7 +54,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def small_cfg(workdir: Path):
     """``small_cfg(*overrides)`` -> the composed real config, shrunk, logging to ``workdir``."""
-    from rnnlab.config import compose
+    from rnnlab.composition import compose
 
     def make(*overrides: str):
         return compose([*SMALL, f"output_dir={workdir}/out", *overrides])

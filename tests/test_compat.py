@@ -30,7 +30,7 @@ def _expected():
 
 
 def test_checkpoint_loads_with_weights_only_into_todays_model(workdir):
-    from rnnlab.config import compose
+    from rnnlab.composition import compose
     from rnnlab.train import build
 
     ckpt = torch.load(FIXTURE / "last.ckpt", weights_only=True)

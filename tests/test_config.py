@@ -6,8 +6,9 @@ import sys
 import pytest
 from omegaconf import OmegaConf
 
-from rnnlab.config import compose, list_groups, validate
+from rnnlab.composition import compose, list_groups
 from rnnlab.errors import ConfigError
+from rnnlab.validation import validate
 
 GROUPS = list_groups()
 SHIPPED = [(g, o) for g, opts in GROUPS.items() for o in opts if g not in ("regularizer", "sweep")]
@@ -166,3 +167,9 @@ def test_cfg_job_prints_the_composed_config(tmp_path):
     assert res.returncode == 0, res.stderr
     cfg = OmegaConf.create(res.stdout)
     assert cfg.backbone.name == "gru" and cfg.backbone.hidden_size == 7
+
+
+def test_the_01_import_path_still_works():
+    from rnnlab import composition, config, validation
+
+    assert config.compose is composition.compose and config.validate is validation.validate

@@ -6,7 +6,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from rnnlab import schemas
-from rnnlab.config import compose, list_groups
+from rnnlab.composition import compose, list_groups
 from rnnlab.errors import ConfigError
 from rnnlab.registry import REGISTRIES, Registry, backbones
 from rnnlab.schemas import PluginConfig

@@ -16,8 +16,8 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from rnnlab import config as rconfig
-from rnnlab.errors import ConfigError, RnnlabError
+from rnnlab import composition, validation
+from rnnlab.errors import ConfigError, RnnlabError, first_line
 
 # Hydra flags that take a value (the next argument is not an override).
 _FLAGS_WITH_VALUE = {
@@ -73,7 +73,7 @@ def _hydra_main(cfg: DictConfig) -> Any:
     except Exception as e:
         if _full_error():
             raise
-        _fail(f"{type(e).__name__}: {rconfig._first_line(str(e))} (HYDRA_FULL_ERROR=1 shows the traceback)", 1)
+        _fail(f"{type(e).__name__}: {first_line(str(e))} (HYDRA_FULL_ERROR=1 shows the traceback)", 1)
 
 
 def _split(argv: Sequence[str]) -> tuple[list[str], dict[str, str | None]]:
@@ -126,7 +126,7 @@ def _parse(overrides: Sequence[str]) -> list[Any]:
             parsed.extend(parser.parse_overrides([text]))
         except OverrideParseException as e:
             key = text.split("=", 1)[0].lstrip("+~")
-            raise ConfigError(key, f"cannot parse {text!r}: {rconfig._first_line(e.message)}") from None
+            raise ConfigError(key, f"cannot parse {text!r}: {first_line(e.message)}") from None
     return parsed
 
 
@@ -156,7 +156,7 @@ def check(
     overrides: Sequence[str],
     *,
     multirun: bool = False,
-    config_name: str = rconfig.CONFIG_NAME,
+    config_name: str = composition.CONFIG_NAME,
     config_dir: str | None = None,
     run: bool = True,
 ) -> None:
@@ -175,15 +175,15 @@ def check(
     base = [
         _as_override(ov, (_sweep_values(ov) or [None])[0]) if ov.is_sweep_override() else ov.input_line for ov in parsed
     ]
-    with rconfig.Composer(config_name, config_dir) as compose:
+    with composition.Composer(config_name, config_dir) as compose:
         full = _compose(compose, base, return_hydra_config=True)
         job = _without_hydra(full)
-        validated = rconfig.validate(job)
+        validated = validation.validate(job)
         variants = [(ov.get_key_element(), _as_override(ov, v)) for ov in sweeps for v in (_sweep_values(ov) or [])[1:]]
         variants += _sweeper_space_variants(full, {ov.get_key_element() for ov in parsed})
         for key, line in variants:
             rest = [b for b, p in zip(base, parsed, strict=True) if p.get_key_element() != key]
-            rconfig.validate(_compose(compose, [*rest, line]))
+            validation.validate(_compose(compose, [*rest, line]))
     if multirun:
         _check_objective(full, validated)
     if run:
@@ -199,7 +199,7 @@ def _compose(compose: Any, overrides: list[str], return_hydra_config: bool = Fal
     except RnnlabError:
         raise
     except Exception as e:
-        message = rconfig.explain(e, overrides)
+        message = composition.explain(e, overrides)
         raise ConfigError("", message) from e
 
 
@@ -260,7 +260,7 @@ def _check_objective(full: DictConfig, validated: Any) -> None:
         return
     objective = sweeper.objective
     names = list(objective) if isinstance(objective, ListConfig) else [objective]
-    valid = rconfig.returned_metrics(validated)
+    valid = validation.returned_metrics(validated)
     for name in names:
         if name is not None and str(name) not in valid:
             raise ConfigError("hydra.sweeper.objective", f"train() does not return {str(name)!r}", valid)
@@ -299,7 +299,7 @@ def _check_devices(trainer: Any) -> None:
 
 
 def print_help() -> None:
-    groups = rconfig.list_groups()
+    groups = composition.list_groups()
     width = max(len(g) for g in groups)
     lines = [
         "rnnlab - train and compare recurrent networks (RNN, LSTM, GRU) with Hydra, Lightning and MLflow",
@@ -362,14 +362,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     if "--help" in args or "-h" in args:
         print_help()
         return
-    rconfig.register_schemas()
+    composition.register_schemas()
     overrides, flags = _split(args)
     if not flags.keys() & _NO_CHECK_FLAGS:
         try:
             check(
                 overrides,
                 multirun=bool(flags.keys() & {"-m", "--multirun"}),
-                config_name=flags.get("--config-name") or flags.get("-cn") or rconfig.CONFIG_NAME,
+                config_name=flags.get("--config-name") or flags.get("-cn") or composition.CONFIG_NAME,
                 config_dir=flags.get("--config-dir") or flags.get("-cd"),
                 run=not flags.keys() & {"--cfg", "-c", "--info", "-i"},
             )

@@ -35,3 +35,8 @@ class ConfigError(RnnlabError):
         if self.choices is not None:
             text += f"; {self.label}: {', '.join(self.choices) if self.choices else '(none installed)'}"
         return text
+
+
+def first_line(text: str) -> str:
+    """The first non-blank line of ``text`` (messages from Hydra and OmegaConf run over several)."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), text)

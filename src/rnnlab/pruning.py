@@ -19,9 +19,9 @@ import math
 import os
 import warnings
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rnnlab import stores
 from rnnlab.errors import ConfigError
 from rnnlab.stores import normalize_url
 
@@ -113,10 +113,10 @@ def open_storage(url: str, **rdb_kwargs: Any) -> optuna.storages.BaseStorage:
         if url not in _in_memory:
             raise ConfigError("trial.storage", f"{url}: an in-memory study (storage: null) of another process")
         return _in_memory[url]
-    if url.startswith("journal:///"):
+    path = stores.file_path(url) if url.startswith(stores.JOURNAL) else None
+    if path is not None:
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-        path = Path(url[len("journal:///") :])
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
     if url.startswith("journal:"):

@@ -1,7 +1,7 @@
 """Typed schemas for every config option. YAML under ``conf/`` only sets values.
 
 Plugin schemas subclass :class:`PluginConfig`; their ``__post_init__`` checks value ranges, so
-``OmegaConf.to_object`` on a composed config validates it (see :func:`rnnlab.config.validate`).
+``OmegaConf.to_object`` on a composed config validates it (see :func:`rnnlab.validation.validate`).
 Nothing here imports torch.
 """
 

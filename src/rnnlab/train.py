@@ -14,8 +14,8 @@ from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab import config as rconfig
 from rnnlab.registry import backbones, data_modules, regularizers
+from rnnlab.validation import validate
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def build(cfg: DictConfig) -> tuple[Any, Any]:
 
     from rnnlab.model import SequenceModel, SequenceNet
 
-    plugins = rconfig.validate(cfg)
+    plugins = validate(cfg)
     dm = data_modules.build(plugins.data, shuffle_seed=cfg.seed)
     dm.setup("fit")
     task = dm.task()

@@ -74,8 +74,9 @@ def test_bad_options_name_the_key(make, key):
 
 def test_installed_package_is_a_selectable_plugin_with_presets():
     """Through the entry points alone: rnnlab lists both plugins and finds the presets."""
-    from rnnlab.config import compose, list_groups, validate
+    from rnnlab.composition import compose, list_groups
     from rnnlab.registry import backbones, data_modules
+    from rnnlab.validation import validate
 
     assert "indrnn" in backbones.names() and "seattle_weather" in data_modules.names()
     groups = list_groups()
