@@ -121,6 +121,7 @@ CASES: list[tuple[list[str], str, str | None]] = [
         "hydra.sweeper.sampler: unknown sampler 'bogus'",
         None,
     ),
+    (["-m", "backbone=gru", "--cfg", "job"], "--multirun and --cfg cannot be given together", None),
     # files
     (["--config-dir", "/no/such/dir", "sweep=x"], "--config-dir: directory not found", None),
     (["data=csv", "data.path=/no/such.csv", "data.target=y"], "data.path: file not found: '/no/such.csv'", None),

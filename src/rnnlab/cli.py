@@ -37,6 +37,8 @@ _FLAGS_WITH_VALUE = {
     "-sc",
     "--experimental-rerun",
 }
+# Hydra runs in one of these modes; it refuses two of them with a traceback.
+_MODES = (("--multirun", "-m"), ("--cfg", "-c"), ("--info", "-i"), ("--shell-completion", "-sc"))
 _NO_CHECK_FLAGS = {"--hydra-help", "--version", "--shell-completion", "-sc", "--experimental-rerun"}
 
 
@@ -364,6 +366,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     composition.register_schemas()
     overrides, flags = _split(args)
+    modes = [m for m in _MODES if flags.keys() & set(m)]
+    if len(modes) > 1:
+        _fail(f"{' and '.join(m[0] for m in modes)} cannot be given together; pick one")
     if not flags.keys() & _NO_CHECK_FLAGS:
         try:
             check(
