@@ -58,6 +58,11 @@ CASES: list[tuple[list[str], str, str | None]] = [
     (["trainer.strategy=ddp_magic"], "trainer.strategy: invalid value 'ddp_magic'", "ddp_spawn"),
     (["trainer.devices=0"], "trainer.devices: must be >= 1 (or -1 for all), got 0", None),
     (["trainer.devices=abc"], "trainer.devices: must be 'auto', a count or a list of device ids", None),
+    (
+        ["trainer.accelerator=cpu", "trainer.devices=[0,1]"],
+        "trainer.devices: with accelerator 'cpu' give a count",
+        None,
+    ),
     (["trainer.accumulate_grad_batches=0"], "trainer.accumulate_grad_batches: must be >= 1", None),
     (["trainer.limit_train_batches=0"], "trainer.limit_train_batches: must be > 0", None),
     (["trainer.early_stopping.patience=-1"], "trainer.early_stopping.patience: must be >= 0", None),
@@ -73,6 +78,7 @@ CASES: list[tuple[list[str], str, str | None]] = [
     (["seed=-1"], "seed: must be >= 0, got -1", None),
     (["model.head_hidden=-1"], "model.head_hidden: must be >= 0", None),
     (["resume=/no/such.ckpt"], "resume: checkpoint not found", None),
+    (["resume=/etc/hostname"], "resume: not a checkpoint", None),
     # non-finite numbers
     (["optimizer.lr=inf"], "optimizer.lr: must be a finite number, got inf", None),
     (["optimizer.lr=nan"], "optimizer.lr: must be a finite number, got nan", None),
@@ -233,3 +239,14 @@ def test_bad_values_in_a_presets_search_space_dict(workdir, capsys):
     code, lines = _run(["-m", "--config-dir", str(workdir / "mine"), "sweep=s"], capsys)
     assert code == 2 and lines == ["rnnlab: error: backbone.hidden_size: must be >= 1, got 0"], lines
     assert sorted(p.name for p in workdir.iterdir()) == ["mine"]
+
+
+def test_range_stop_is_checked_only_where_the_sweeper_samples_it():
+    """Hydra's basic sweeper excludes ``stop``; the Optuna sweeper includes it (as hydra-optuna-sweeper)."""
+    from rnnlab.cli import check
+    from rnnlab.errors import ConfigError
+
+    sweep = ["data=sine", "data.val_fraction=range(0.1,0.9,0.2)", "data.test_fraction=0.1"]
+    check(sweep, multirun=True, run=False)  # 0.1, 0.3, 0.5, 0.7: all valid
+    with pytest.raises(ConfigError, match=r"val_fraction \+ test_fraction must be < 1, got 0.9"):
+        check([*sweep, "hydra/sweeper=optuna"], multirun=True, run=False)

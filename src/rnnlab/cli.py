@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from rnnlab import composition, validation
 from rnnlab.errors import ConfigError, RnnlabError, first_line
@@ -132,9 +132,10 @@ def _parse(overrides: Sequence[str]) -> list[Any]:
     return parsed
 
 
-def _sweep_values(ov: Any) -> list[Any] | None:
+def _sweep_values(ov: Any, stop_included: bool = False) -> list[Any] | None:
     """The values a sweep override stands for (every choice, range value and interval end); None if
-    it is not a sweep."""
+    it is not a sweep. ``stop_included``: the Optuna sweeper's ``range`` includes ``stop``, as
+    hydra-optuna-sweeper's did; Hydra's basic sweeper excludes it."""
     from hydra.core.override_parser.types import IntervalSweep, RangeSweep
 
     if not ov.is_sweep_override():
@@ -143,8 +144,8 @@ def _sweep_values(ov: Any) -> list[Any] | None:
     if isinstance(value, IntervalSweep):
         return [value.start, value.end]
     values = list(ov.sweep_iterator())
-    if isinstance(value, RangeSweep) and value.stop is not None and not value.shuffle:
-        values.append(value.stop)  # the Optuna sweeper includes stop, as hydra-optuna-sweeper did
+    if stop_included and isinstance(value, RangeSweep) and value.stop is not None and not value.shuffle:
+        values.append(value.stop)
     return values
 
 
@@ -181,7 +182,10 @@ def check(
         full = _compose(compose, base, return_hydra_config=True)
         job = _without_hydra(full)
         validated = validation.validate(job)
-        variants = [(ov.get_key_element(), _as_override(ov, v)) for ov in sweeps for v in (_sweep_values(ov) or [])[1:]]
+        optuna = "optuna" in str(OmegaConf.select(full, "hydra.sweeper._target_", default=""))
+        variants = [
+            (ov.get_key_element(), _as_override(ov, v)) for ov in sweeps for v in (_sweep_values(ov, optuna) or [])[1:]
+        ]
         variants += _sweeper_space_variants(full, {ov.get_key_element() for ov in parsed})
         for key, line in variants:
             rest = [b for b, p in zip(base, parsed, strict=True) if p.get_key_element() != key]
@@ -228,7 +232,7 @@ def _sweeper_space_variants(full: DictConfig, on_command_line: set[str]) -> list
         if key in on_command_line or expr is None:
             continue
         (ov,) = _parse([f"{key}={expr if isinstance(expr, str) else _format(expr)}"])
-        out += [(key, _as_override(ov, v)) for v in (_sweep_values(ov) or [ov.value()])]
+        out += [(key, _as_override(ov, v)) for v in (_sweep_values(ov, stop_included=True) or [ov.value()])]
     space = OmegaConf.select(full, "hydra.sweeper.search_space", default=None) or {}
     for key, spec in space.items():
         if key in on_command_line or key in params or not isinstance(spec, DictConfig):

@@ -8,6 +8,7 @@ Nothing here imports torch.
 from __future__ import annotations
 
 import math
+import zipfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -312,6 +313,8 @@ class TrainerConfig:
         check_choice(self, "accelerator", ACCELERATORS)
         check_choice(self, "strategy", STRATEGIES)
         _check_devices(self.devices)
+        if self.accelerator == "cpu" and not isinstance(self.devices, int) and self.devices != "auto":
+            raise ConfigError("devices", f"with accelerator 'cpu' give a count of processes, got {self.devices!r}")
         check_range(self, "max_epochs", ge=1)
         check_range(self, "min_epochs", ge=0)
         if self.min_epochs > self.max_epochs:
@@ -399,6 +402,9 @@ class TrainConfig:
         check_range(self, "seed", ge=0)
         if self.resume is not None and not Path(self.resume).is_file():
             raise ConfigError("resume", f"checkpoint not found: {self.resume!r}")
+        if self.resume is not None and not zipfile.is_zipfile(self.resume):
+            # torch.save writes a zip archive; anything else cannot be a checkpoint of ours
+            raise ConfigError("resume", f"not a checkpoint (written by torch.save / Lightning): {self.resume!r}")
 
 
 OPTIMIZERS: dict[str, type] = {"sgd": SGDConfig, "adam": AdamConfig, "adamw": AdamWConfig}
