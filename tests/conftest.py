@@ -74,3 +74,81 @@ def run_cli(
     return subprocess.run(
         [sys.executable, "-m", "rnnlab", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path):
+    """A real ``mlflow server`` on 127.0.0.1 with its store in ``tmp_path/server``; yields its URI."""
+    import time
+
+    from rnnlab.errors import ConfigError
+    from rnnlab.tracking import check_reachable
+
+    port = free_port()
+    store = tmp_path / "server"
+    store.mkdir()
+    argv = [
+        str(Path(sys.executable).with_name("mlflow")),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{store}/mlflow.db",
+        "--artifacts-destination",
+        str(store / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while True:
+        try:
+            check_reachable(uri, timeout=1)
+            break
+        except ConfigError:
+            if proc.poll() is not None:
+                pytest.fail(f"mlflow server exited: {proc.stderr.read()[-2000:]}")
+            if time.time() > deadline:
+                proc.kill()
+                pytest.fail("mlflow server did not start in 90 s")
+            time.sleep(0.5)
+    yield uri
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def postgres_url(role: str = "rnnlab", password: str = "rnnlab", db: str = "rnnlab_test") -> str:
+    """A PostgreSQL URL for the tests: $RNNLAB_TEST_POSTGRES_URL, or a local cluster started here (as
+    root) with ``role`` / ``password`` owning ``db``; skips the test when neither is possible."""
+    import shutil
+
+    if url := os.environ.get("RNNLAB_TEST_POSTGRES_URL"):
+        return url
+    if not shutil.which("pg_ctlcluster") and not Path("/usr/bin/pg_ctlcluster").exists():
+        pytest.skip("no PostgreSQL: pg_ctlcluster not found and RNNLAB_TEST_POSTGRES_URL not set")
+    if os.geteuid() != 0:
+        pytest.skip("starting PostgreSQL needs root; set RNNLAB_TEST_POSTGRES_URL")
+    subprocess.run(["pg_ctlcluster", "15", "main", "start"], capture_output=True)
+    sql = (
+        f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname='{role}') THEN "
+        f"CREATE ROLE {role} LOGIN PASSWORD '{password}'; END IF; END $$;"
+    )
+    ok = subprocess.run(["su", "postgres", "-c", "psql -q"], input=sql, capture_output=True, text=True)
+    if ok.returncode != 0:
+        pytest.skip(f"cannot reach PostgreSQL: {ok.stderr.strip()}")
+    subprocess.run(["su", "postgres", "-c", f"createdb -O {role} {db}"], capture_output=True)
+    return f"postgresql://{role}:{password}@127.0.0.1:5432/{db}"

@@ -173,3 +173,12 @@ def test_the_01_import_path_still_works():
     from rnnlab import composition, config, validation
 
     assert config.compose is composition.compose and config.validate is validation.validate
+
+
+def test_flags_may_follow_overrides_and_info_takes_its_topic(tmp_path):
+    from conftest import run_cli
+
+    res = run_cli(["backbone=gru", "--cfg", "job"], tmp_path)
+    assert res.returncode == 0 and OmegaConf.create(res.stdout).backbone.name == "gru", res.stderr
+    res = run_cli(["--info", "searchpath"], tmp_path)
+    assert res.returncode == 0 and "pkg://rnnlab.conf" in res.stdout, res.stderr

@@ -16,7 +16,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab import composition, validation
+from rnnlab import composition, stores, validation
 from rnnlab.errors import ConfigError, RnnlabError, first_line
 
 # Hydra flags that take a value (the next argument is not an override).
@@ -37,6 +37,7 @@ _FLAGS_WITH_VALUE = {
     "-sc",
     "--experimental-rerun",
 }
+_INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
 # Hydra runs in one of these modes; it refuses two of them with a traceback.
 _MODES = (("--multirun", "-m"), ("--cfg", "-c"), ("--info", "-i"), ("--shell-completion", "-sc"))
 _NO_CHECK_FLAGS = {"--hydra-help", "--version", "--shell-completion", "-sc", "--experimental-rerun"}
@@ -56,22 +57,22 @@ def _hydra_main(cfg: DictConfig) -> Any:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from rnnlab.lifecycle import Interrupted
     from rnnlab.train import train
 
     if HydraConfig.get().mode == RunMode.MULTIRUN:
-        return train(cfg)  # the sweeper records a failed job and decides what to do
+        # the sweeper records a failed job and decides what to do; Interrupted stops the sweep
+        return train(cfg)
     try:
         return train(cfg)
     except RnnlabError as e:
         if _full_error():
             raise
         _fail(str(e), e.exit_code)
-    except KeyboardInterrupt:
-        _fail("interrupted; the MLflow run is marked FAILED", 130)
-    except SystemExit as e:  # Lightning exits 1 after handling Ctrl-C
-        if e.code not in (0, None):
-            _fail("interrupted; the MLflow run is marked FAILED", 130)
-        raise
+    except Interrupted as e:  # the run is ended KILLED; exit 130 (SIGINT) or 143 (SIGTERM)
+        _fail(f"stopped by {e.name}; the MLflow run is marked KILLED", e.exit_code)
+    except KeyboardInterrupt:  # before the run was opened
+        _fail("interrupted", 130)
     except Exception as e:
         if _full_error():
             raise
@@ -82,16 +83,23 @@ def _split(argv: Sequence[str]) -> tuple[list[str], dict[str, str | None]]:
     """Overrides and flags (with their values) in ``argv``."""
     overrides: list[str] = []
     flags: dict[str, str | None] = {}
-    it = iter(argv)
-    for arg in it:
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
         if not arg.startswith("-"):
             overrides.append(arg)
             continue
         name, eq, value = arg.partition("=")
         if eq:
             flags[name] = value
-        elif name in _FLAGS_WITH_VALUE and name not in ("--info", "-i"):
-            flags[name] = next(it, None)
+        elif name in ("--info", "-i"):  # its value is optional
+            flags[name] = args[i] if i < len(args) and args[i] in _INFO_TOPICS else None
+            i += flags[name] is not None
+        elif name in _FLAGS_WITH_VALUE:
+            flags[name] = args[i] if i < len(args) else None
+            i += 1
         else:
             flags[name] = None
     return overrides, flags
@@ -190,6 +198,7 @@ def check(
         for key, line in variants:
             rest = [b for b, p in zip(base, parsed, strict=True) if p.get_key_element() != key]
             validation.validate(_compose(compose, [*rest, line]))
+    _check_no_passwords(full)
     if multirun:
         _check_objective(full, validated)
     if run:
@@ -197,6 +206,56 @@ def check(
         from rnnlab.tracking import check_reachable
 
         check_reachable(validated.config.logger.tracking_uri)
+        stores.check_database(stores.absolute(validated.config.logger.tracking_uri), "logger.tracking_uri")
+        storage = OmegaConf.select(full, "hydra.sweeper.storage", default=None) if multirun and optuna else None
+        if isinstance(storage, str) and storage != "auto":
+            stores.check_database(stores.absolute(storage), "hydra.sweeper.storage")
+
+
+def take_credentials(args: Sequence[str]) -> list[str]:
+    """Overrides with every password taken out of their URIs and put where the client reads it from
+    the environment (``stores.split_credentials``), so Hydra's ``.hydra/*.yaml``, the logs, params,
+    tags and artifacts never hold it. Child processes (DDP ranks, sweep workers) inherit it."""
+    out = []
+    for arg in args:
+        key, eq, value = arg.partition("=")
+        text = value.strip()
+        if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+            text = text[1:-1]
+        if eq and not arg.startswith("-") and "://" in text and "@" in text:
+            name = key.lstrip("+~")
+            clean, env = stores.split_credentials(text, name)
+            if env:
+                stores.export_credentials(env, name)
+                arg = f"{key}='{clean}'"
+        out.append(arg)
+    return out
+
+
+def _check_no_passwords(full: DictConfig) -> None:
+    """A password in a URI that comes from a config file would be written to every record."""
+    from urllib.parse import urlsplit
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{path}.{k}" if path else str(k))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{path}[{i}]")
+        elif isinstance(node, str) and "://" in node and "@" in node and "${" not in node:
+            try:
+                has_password = urlsplit(node).password is not None
+            except ValueError:
+                return
+            if has_password:
+                raise ConfigError(
+                    path,
+                    f"{stores.redact(node)} holds a password in a config file; pass it in the environment "
+                    "(MLFLOW_TRACKING_PASSWORD for a server, PGPASSWORD for PostgreSQL) or on the command line",
+                )
+
+    walk(OmegaConf.to_container(full, resolve=False), "")
 
 
 def _compose(compose: Any, overrides: list[str], return_hydra_config: bool = False) -> DictConfig:
@@ -369,6 +428,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         print_help()
         return
     composition.register_schemas()
+    try:
+        args = take_credentials(args)
+    except RnnlabError as e:
+        _fail(str(e))
     overrides, flags = _split(args)
     modes = [m for m in _MODES if flags.keys() & set(m)]
     if len(modes) > 1:
@@ -386,5 +449,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             if _full_error():
                 raise
             _fail(str(e))
-    sys.argv = [sys.argv[0], *args]
+    # Flags first: Hydra's parser takes the overrides as one positional list, so `a=1 -m b=2` would
+    # leave b=2 unrecognized.
+    flag_args = [t for name, value in flags.items() for t in ([name] if value is None else [name, value])]
+    sys.argv = [sys.argv[0], *flag_args, *overrides]
     _hydra_main()
