@@ -90,3 +90,44 @@ def test_temperature_is_the_real_hourly_series():
     assert n == 8759 - 24  # every hour of 2010 but the first window is a target once
     assert dm.task().units == "degF"
     assert 0.3 < dm.baseline()["test/rmse"] < 3.0  # hour-to-hour change in degrees F
+
+
+def _csv(tmp_path, name, rows, header="t,y"):
+    path = tmp_path / name
+    path.write_text(header + "\n" + "".join(f"{r}\n" for r in rows))
+    return path
+
+
+def test_values_that_overflow_float32_metrics_are_an_error_before_training(tmp_path):
+    path = _csv(tmp_path, "huge.csv", [f"{i},{1e300 * np.sin(i / 5)}" for i in range(300)])
+    with pytest.raises(ConfigError, match=r"data: values up to 1e\+300 in 'y' overflow float32 metrics"):
+        _series("csv", path=str(path), target="y", window=8)
+
+
+def test_a_constant_target_is_an_error_and_constant_on_train_a_warning(tmp_path, caplog):
+    path = _csv(tmp_path, "const.csv", [f"{i},3" for i in range(300)])
+    with pytest.raises(ConfigError, match="data: the target 'y' is constant: nothing to forecast"):
+        _series("csv", path=str(path), target="y", window=8)
+    path = _csv(tmp_path, "late.csv", [f"{i},{3 if i < 250 else i}" for i in range(300)])
+    _series("csv", path=str(path), target="y", window=8)
+    assert "constant on the training split" in caplog.text
+
+
+def test_duplicate_and_unsorted_timestamps_are_warned_about(tmp_path, caplog):
+    rows = [f"2020-01-{(i % 28) + 1:02d},{np.sin(i / 5)}" for i in range(300)]
+    path = _csv(tmp_path, "dates.csv", rows, header="date,y")
+    _series("csv", path=str(path), target="y", window=8)
+    assert "column 'date' holds dates out of order" in caplog.text and "data.sort_by=date" in caplog.text
+    caplog.clear()
+    dm = _series("csv", path=str(path), target="y", window=8, sort_by="date")
+    assert "rows repeat a 'date' value" in caplog.text
+    assert dm.describe()["n_train"] > 0
+
+
+def test_sort_by_orders_dates_as_dates_not_text(tmp_path):
+    rows = [f"2020-{m}-{d},{m * 100 + d}" for m in (10, 9, 1) for d in range(1, 29)]  # text order != date order
+    path = _csv(tmp_path, "months.csv", rows, header="date,y")
+    dm = _series("csv", path=str(path), target="y", window=4, sort_by="date", scaling="none")
+    x, _ = dm.splits["train"]
+    first = x[0, :, 0].tolist()
+    assert first == [101.0, 102.0, 103.0, 104.0]  # January first, as dates sort

@@ -31,6 +31,9 @@ from rnnlab.task import TaskSpec
 
 log = logging.getLogger(__name__)
 
+# Metrics are computed in float32 on the device: a squared error in original units must stay finite.
+_LARGEST = 1e18
+
 
 class SeriesDataModule(InMemoryDataModule):
     """Subclasses implement ``load() -> (values (T, C), column names)``; column 0 is the target.
@@ -79,9 +82,7 @@ class SeriesDataModule(InMemoryDataModule):
         values = np.asarray(values, dtype=np.float64)
         if values.ndim == 1:
             values = values[:, None]
-        if not np.isfinite(values).all():
-            bad = int((~np.isfinite(values)).any(axis=1).sum())
-            raise ConfigError("data", f"{bad} rows have missing or non-numeric values; clean the series first")
+        self._check_values(values, _columns)
         n = len(values)
         n_test = round(n * self.test_fraction)
         n_val = round(n * self.val_fraction)
@@ -119,6 +120,27 @@ class SeriesDataModule(InMemoryDataModule):
             self._n_columns,
             self.describe(),
         )
+
+    def _check_values(self, values: np.ndarray, columns: list[str]) -> None:
+        """Data that cannot give finite results is an error before training; a target that is
+        constant where the model learns is a warning (every method is trivial there)."""
+        if not np.isfinite(values).all():
+            bad = int((~np.isfinite(values)).any(axis=1).sum())
+            raise ConfigError("data", f"{bad} rows have missing or non-numeric values; clean the series first")
+        peak = float(np.abs(values).max()) if values.size else 0.0
+        if peak > _LARGEST:
+            column = columns[int(np.abs(values).max(axis=0).argmax())] if columns else "a column"
+            raise ConfigError(
+                "data",
+                f"values up to {peak:.3g} in {column!r} overflow float32 metrics (their squares exceed "
+                f"{np.finfo(np.float32).max:.3g}); rescale the series first (e.g. divide by 1e6)",
+            )
+        target = values[:, 0]
+        if np.ptp(target) == 0:
+            raise ConfigError("data", f"the target {columns[0] if columns else ''!r} is constant: nothing to forecast")
+        n_train = len(values) - round(len(values) * self.test_fraction) - round(len(values) * self.val_fraction)
+        if n_train > 0 and np.ptp(target[:n_train]) == 0:
+            log.warning("the target is constant on the training split; the model can only learn that constant")
 
     def _windows(self, scaled: np.ndarray, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Windows whose first target step t lies in [start, stop - horizon]."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -9,6 +10,8 @@ import pandas as pd
 
 from rnnlab.errors import ConfigError
 from rnnlab.series import SeriesDataModule
+
+log = logging.getLogger(__name__)
 
 
 class CSVDataModule(SeriesDataModule):
@@ -29,6 +32,21 @@ class CSVDataModule(SeriesDataModule):
         self.sort_by = sort_by
         self.delimiter = delimiter
 
+    def _warn_if_unsorted(self, frame: pd.DataFrame) -> None:
+        """Rows are time steps in file order; a date column that goes backwards says they are not."""
+        for column in frame.columns:
+            if pd.api.types.is_numeric_dtype(frame[column]):
+                continue
+            as_time = pd.to_datetime(frame[column], errors="coerce", format="mixed")
+            if as_time.notna().all() and not as_time.is_monotonic_increasing:
+                log.warning(
+                    "%s: column %r holds dates out of order; rows are read in file order (set data.sort_by=%s)",
+                    self.path,
+                    column,
+                    column,
+                )
+                return
+
     def load(self) -> tuple[np.ndarray, list[str]]:
         try:
             # utf-8-sig: a byte-order mark is not part of the first column's name
@@ -43,7 +61,20 @@ class CSVDataModule(SeriesDataModule):
         if missing:
             raise ConfigError("data.target", f"no column {missing[0]!r} in {self.path}", list(frame.columns))
         if self.sort_by:
-            frame = frame.sort_values(self.sort_by, kind="stable")
+            order = frame[self.sort_by]
+            as_time = pd.to_datetime(order, errors="coerce", format="mixed")
+            key = as_time if as_time.notna().all() else order  # dates sort as dates, not as text
+            duplicates = int(key.duplicated().sum())
+            if duplicates:
+                log.warning(
+                    "%s: %d rows repeat a %r value; their order is the file's (check for duplicated rows)",
+                    self.path,
+                    duplicates,
+                    self.sort_by,
+                )
+            frame = frame.iloc[key.argsort(kind="stable").to_numpy()]
+        else:
+            self._warn_if_unsorted(frame)
         values = frame[columns].apply(pd.to_numeric, errors="coerce")
         bad = values.columns[values.isna().any()].tolist()
         if bad:
