@@ -57,6 +57,24 @@ def test_rnnlab_sweep_prunes_and_nests_mlflow_runs(tmp_path: Path) -> None:
     }
     assert children == {t.number: t.state.name for t in trials}
 
+    # a sweep run first in a fresh directory keeps its artifacts beside the store, as runs do
+    assert all(r.info.artifact_uri.startswith((tmp_path / "mlartifacts").as_uri()) for r in runs)
+    assert not (tmp_path / "mlruns").exists()
+
+    # the same study with another model is refused before any trial, in one line
+    other = subprocess.run(
+        [*[a if a != "backbone=gru" else "backbone=lstm" for a in cmd], "hydra.sweeper.n_trials=6"],
+        cwd=tmp_path,
+        env=ENV,
+        text=True,
+        capture_output=True,
+        timeout=120,
+    )
+    err = [ln for ln in other.stderr.splitlines() if ln.strip()]
+    assert other.returncode == 2 and len(err) == 1, other.stderr[-3000:]
+    assert 'fixed backbone: "gru" -> "lstm"' in err[0] and "set hydra.sweeper.study_name=s-2" in err[0], err[0]
+    assert len(optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}").trials) == 5
+
     sweep_dir = tmp_path / "multirun" / "s"
     single = subprocess.run(
         [sys.executable, "-m", "rnnlab", "--config-dir", str(sweep_dir), "--config-name", "best", "--cfg", "job"],

@@ -1,8 +1,9 @@
 """The trial loop: check the config, open the study, ask a batch of ``n_jobs`` trials under the
 study-wide lock, launch them through Hydra's launcher, tell Optuna how each ended.
 
-The search space, sampler, objectives, liveness (locks, heartbeats, stale trials), worker processes
-and the sweep's record (MLflow parent run, results, plots) live in modules of their own.
+The search space, sampler, objectives, the study's identity and sampler sessions, liveness (locks,
+heartbeats, stale trials), worker processes and the sweep's record (MLflow parent run, results,
+plots) live in modules of their own.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from rnnlab.errors import ConfigError, RnnlabError
 from rnnlab.pruning import PRUNER_ATTR, open_storage, register_in_memory
 
 from . import _workers as workers
+from ._identity import SEED_ATTR, StudyIdentity, session_seed, take_session
 from ._liveness import (
     ERROR_ATTR,
     OVERRIDES_ATTR,
@@ -37,7 +39,7 @@ from ._liveness import (
 )
 from ._objectives import Objectives
 from ._results import PARENT_RUN_ATTR, SweepRecord
-from ._samplers import create_sampler, pruner_spec, prunes
+from ._samplers import create_sampler, pruner_spec, prunes, sampler_seed
 from ._search_space import format_value, load_custom_search_space, parse_search_space
 from .config import KEY, STORAGE_AUTO
 
@@ -144,9 +146,11 @@ class OptunaSweeperImpl:
                 "monitored values in the study's direction",
             )
 
-    def _open_study(self) -> None:
+    def _open_study(self, identity: StudyIdentity) -> int:
+        """Open (or create) the study, check it, store what it lacks; this process's sampler session."""
         self.lock = StudyLock(self.storage_url, self.study_name)
         want = [optuna.study.StudyDirection[d.upper()] for d in self.objectives.directions]
+        assert self.config is not None
         with self.lock():  # creating the schema of a new database is not safe to race either
             if self.storage_url is None:
                 self.storage: optuna.storages.BaseStorage = optuna.storages.InMemoryStorage()
@@ -161,13 +165,16 @@ class OptunaSweeperImpl:
                 directions=want,
                 load_if_exists=True,
             )
-        if list(self.study.directions) != want:
-            have = [d.name.lower() for d in self.study.directions]
-            raise ConfigError(
-                f"{KEY}.direction",
-                f"study {self.study_name!r} in {self.storage_label} was created with {have}, not "
-                f"{self.objectives.directions}; set {KEY}.study_name to start a new study",
-            )
+            if list(self.study.directions) != want:
+                have = [d.name.lower() for d in self.study.directions]
+                raise ConfigError(
+                    f"{KEY}.direction",
+                    f"study {self.study_name!r} in {self.storage_label} was created with {have}, not "
+                    f"{self.objectives.directions}; set {KEY}.study_name to start a new study",
+                )
+            # the settings its trials ran under (refused if they differ), then this process's sampler session
+            identity.check_or_store(self.study, self.storage_label, str(self.config.hydra.sweep.dir))
+            return take_session(self.study) if self.storage_url is not None else 0
 
     # ------------------------------------------------------------------ sweep
 
@@ -199,7 +206,8 @@ class OptunaSweeperImpl:
                 "%s.n_workers=%d runs parallel worker processes",
                 *(self.n_jobs, self.n_jobs, KEY, self.n_jobs),
             )
-        self._open_study()
+        identity = StudyIdentity(self.distributions, self.fixed, self.custom_search_space, self.objectives.names)
+        self._reseed(self._open_study(identity))
 
         self.sweep_dir = Path(cfg.hydra.sweep.dir).resolve()
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -246,6 +254,14 @@ class OptunaSweeperImpl:
                 self.record.finish(status, cfg, self.hydra_context.config_loader)
         return returns
 
+    def _reseed(self, session: int) -> None:
+        """A resume or another worker (session > 0) draws new points, not the first session's."""
+        self.seed = session_seed(sampler_seed(self.sampler_conf), session)
+        if session and self.seed is not None:
+            log.info("sampler session %d of study %r: seed %d", session, self.study_name, self.seed)
+            sampler, _ = create_sampler(self.sampler_conf, self.distributions, session)
+            self.sampler = self.study.sampler = sampler
+
     def _parent_params(self) -> dict[str, Any]:
         return {
             "n_trials": self.n_trials,
@@ -268,7 +284,10 @@ class OptunaSweeperImpl:
             trials = []
             for _ in range(min(self.n_jobs, self.budget - counted)):
                 trial = self.study.ask(fixed_distributions=self.distributions)
-                for key, value in {**owner_attrs(), PRUNER_ATTR: self.pruner}.items():
+                attrs = {**owner_attrs(), PRUNER_ATTR: self.pruner}
+                if self.seed is not None:
+                    attrs[SEED_ATTR] = self.seed
+                for key, value in attrs.items():
                     self.storage.set_trial_system_attr(trial._trial_id, key, value)
                 trials.append(trial)
             return trials

@@ -19,6 +19,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from rnnlab.errors import ConfigError
 from rnnlab.pruning import pruner_from_spec
 
+from ._identity import session_seed
 from .config import KEY, SAMPLER_OPTIONS, option_defaults
 
 log = logging.getLogger(__name__)
@@ -96,13 +97,22 @@ def _resolve(conf: Mapping[str, Any]) -> tuple[str, str, dict[str, Any], dict[st
     return label, cls_name, defaults, {**defaults, **args}
 
 
+def sampler_seed(conf: Mapping[str, Any] | None) -> int | None:
+    """The configured seed (None: unseeded)."""
+    seed = _resolve(conf or {})[3].get("seed")
+    return seed if isinstance(seed, int) else None
+
+
 def create_sampler(
-    conf: Mapping[str, Any] | None, distributions: Mapping[str, BaseDistribution]
+    conf: Mapping[str, Any] | None, distributions: Mapping[str, BaseDistribution], session: int = 0
 ) -> tuple[optuna.samplers.BaseSampler, int | None]:
     """``(sampler, grid size or None)``. Arguments: the option's defaults (hydra-optuna-sweeper's),
     then what is set; None means the class's own default. An argument this Optuna no longer takes is
-    dropped while at the option's default, else an error naming the key."""
+    dropped while at the option's default, else an error naming the key. ``session`` > 0 (a resumed
+    study, a worker): the seed is derived from (seed, session), see ``_identity``."""
     label, cls_name, defaults, args = _resolve(conf or {})
+    if isinstance(args.get("seed"), int):
+        args["seed"] = session_seed(args["seed"], session)
     if cls_name in REMOVED:
         cls_name, renamed, notice = REMOVED[cls_name]
         log.info("%s.sampler: %s", KEY, notice)
