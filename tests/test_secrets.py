@@ -43,7 +43,8 @@ def test_a_postgres_password_for_the_sweep_storage_is_written_nowhere(workdir, t
         "hydra/sweeper=optuna",
         f"hydra.sweeper.storage={url}",
         f"hydra.sweeper.study_name={study}",
-        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.n_workers=2",  # a worker process is started with this command line
         "hydra.sweeper.plots=false",
         "hydra.sweep.dir=multirun/secret",
         "optimizer.lr=tag(log, interval(1e-4, 1e-2))",
@@ -54,7 +55,7 @@ def test_a_postgres_password_for_the_sweep_storage_is_written_nowhere(workdir, t
     assert _files_holding(PASSWORD, tmp_path) == []
     from rnnlab.stores import normalize_url
 
-    assert len(optuna.load_study(study_name=study, storage=normalize_url(url)).trials) == 2
+    assert len(optuna.load_study(study_name=study, storage=normalize_url(url)).trials) == 3
 
 
 def test_a_password_in_a_config_file_is_refused_in_one_line(workdir):

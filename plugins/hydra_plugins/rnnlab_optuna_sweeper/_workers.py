@@ -28,8 +28,26 @@ def _set_pdeathsig() -> None:  # runs in the worker child before exec: die with 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def command() -> list[str]:
+    """This process's command, started as the interpreter was (``-m module`` or a script) with the
+    arguments as the app sees them now (``sys.argv``: rnnlab's CLI rewrites it without credentials)."""
+    orig = list(sys.orig_argv)
+    i = 1
+    while i < len(orig):  # the interpreter's own options end at -m MODULE or at the script
+        token = orig[i]
+        if token == "-m":
+            return [sys.executable, *orig[1 : i + 2], *sys.argv[1:]]
+        if token in ("-W", "-X"):
+            i += 2
+        elif token.startswith("-"):
+            i += 1
+        else:
+            return [sys.executable, *orig[1 : i + 1], *sys.argv[1:]]
+    return [sys.executable, *orig[1:]]
+
+
 def spawn(n: int, sweep_dir: Path) -> list[subprocess.Popen[bytes]]:
-    argv = [sys.executable, *sys.orig_argv[1:]]
+    argv = command()
     env = {**os.environ, WORKER_ENV: str(sweep_dir)}
     log.info("starting %d worker process(es): %s", n, " ".join(argv))
     return [subprocess.Popen(argv, env=env, preexec_fn=_set_pdeathsig) for _ in range(n)]
