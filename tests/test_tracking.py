@@ -68,6 +68,8 @@ def test_runs_log_to_a_tracking_server(small_cfg, workdir, mlflow_server):
     client = MlflowClient(mlflow_server)
     runs = client.search_runs([client.get_experiment_by_name("served").experiment_id])
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert client.get_experiment_by_name("served").tags["mlflow.experimentKind"] == "custom_model_development"
+    assert runs[0].info.run_name == "lstm-sine-seed42"  # not MLflow's seeded random words
     assert runs[0].data.metrics["test/rmse"] == pytest.approx(metrics["test/rmse"])
     assert "config.yaml" in {a.path for a in client.list_artifacts(runs[0].info.run_id)}
     assert not (workdir / "mlflow.db").exists()

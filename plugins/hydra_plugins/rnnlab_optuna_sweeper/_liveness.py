@@ -32,6 +32,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from rnnlab import stores
+from rnnlab.processes import alive, process_start
 
 log = logging.getLogger(__name__)
 
@@ -97,31 +98,6 @@ class StudyLock:
                 yield
 
 
-def process_start(pid: int) -> str | None:
-    """Start time of a process in clock ticks since boot (Linux), None if unknown or gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] == "Z":  # a zombie has finished
-        return None
-    return fields[19]
-
-
-def _alive(pid: int, start: str | None) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    if not Path("/proc").is_dir():
-        return True
-    now = process_start(pid)
-    return now is not None and (start is None or now == start)
-
-
 def owner_attrs() -> dict[str, Any]:
     """System attrs that tie a new trial to this worker process."""
     pid = os.getpid()
@@ -144,7 +120,7 @@ def fail_stale_trials(study: optuna.Study, grace_period: float) -> list[int]:
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         sa = t.system_attrs
         reason = None
-        if sa.get(HOST_ATTR) == host and sa.get(PID_ATTR) is not None and not _alive(sa[PID_ATTR], sa.get(PSTART_ATTR)):
+        if sa.get(HOST_ATTR) == host and sa.get(PID_ATTR) is not None and not alive(sa[PID_ATTR], sa.get(PSTART_ATTR)):
             reason = f"its worker (pid {sa[PID_ATTR]} on {host}) is gone"
         else:
             beat = sa.get(HEARTBEAT_ATTR)

@@ -49,9 +49,11 @@ class SweepRecord:
     # ------------------------------------------------------------------ MLflow parent run
 
     def _client(self) -> Any:
-        from mlflow.tracking import MlflowClient
+        # rnnlab's one way to open a store: a new SQLite store's tables are created under a lock
+        from rnnlab.tracking import open_client
 
-        return MlflowClient(tracking_uri=self.tracking_uri)
+        assert self.tracking_uri is not None
+        return open_client(self.tracking_uri)
 
     def start_parent_run(self, lock: Callable[[], Any], params: Mapping[str, Any]) -> str | None:
         """The parent run's id, created or resumed; None without a tracking URI."""
