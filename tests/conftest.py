@@ -84,17 +84,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def mlflow_server(tmp_path: Path):
-    """A real ``mlflow server`` on 127.0.0.1 with its store in ``tmp_path/server``; yields its URI."""
+def start_mlflow_server(store: Path, port: int, timeout: float = 90) -> subprocess.Popen[str]:
+    """A real ``mlflow server`` on 127.0.0.1:``port`` with its store in ``store``, once it answers."""
     import time
 
     from rnnlab.errors import ConfigError
     from rnnlab.tracking import check_reachable
 
-    port = free_port()
-    store = tmp_path / "server"
-    store.mkdir()
+    store.mkdir(parents=True, exist_ok=True)
     argv = [
         str(Path(sys.executable).with_name("mlflow")),
         "server",
@@ -109,26 +106,43 @@ def mlflow_server(tmp_path: Path):
         "--workers",
         "1",
     ]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
+    # its own process group: the server's workers are its children, and a kill must reach them too
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + timeout
     while True:
         try:
-            check_reachable(uri, timeout=1)
-            break
+            check_reachable(f"http://127.0.0.1:{port}", timeout=1)
+            return proc
         except ConfigError:
             if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited: {proc.stderr.read()[-2000:]}")
+                pytest.fail(f"mlflow server exited: {proc.stderr.read()[-2000:] if proc.stderr else ''}")
             if time.time() > deadline:
                 proc.kill()
-                pytest.fail("mlflow server did not start in 90 s")
+                pytest.fail(f"mlflow server did not start in {timeout:g} s")
             time.sleep(0.5)
-    yield uri
-    proc.terminate()
+
+
+def stop_process(proc: subprocess.Popen[str], sig: int | None = None) -> None:
+    """Signal a process started in its own session, and everything in its group; wait for it."""
+    import signal
+
     try:
+        os.killpg(proc.pid, sig or signal.SIGTERM)
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        proc.wait()
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path):
+    """A real ``mlflow server`` on 127.0.0.1 with its store in ``tmp_path/server``; yields its URI."""
+    port = free_port()
+    proc = start_mlflow_server(tmp_path / "server", port)
+    yield f"http://127.0.0.1:{port}"
+    stop_process(proc)
 
 
 def postgres_url(role: str = "rnnlab", password: str = "rnnlab", db: str = "rnnlab_test") -> str:

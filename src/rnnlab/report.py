@@ -3,6 +3,7 @@ the end. Every URI is shown without its password (``rnnlab.stores.redact``)."""
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from rnnlab import stores, tracking
+from rnnlab.errors import RnnlabError
 
 
 def log_config(run: Any, cfg: DictConfig, dm: Any, model: Any, out_dir: Path) -> None:
@@ -35,7 +37,20 @@ def collect_metrics(cfg: DictConfig, trainer: Any, tested: dict[str, Any], dm: A
     metrics["epochs"] = float(trainer.current_epoch)
     metrics.update({f"baseline/{k}": v for k, v in dm.baseline().items()})
     metrics["train_seconds"] = time.perf_counter() - started
+    bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
+    if bad:  # a result nobody can use must not pass as one: the run ends FAILED, saying which
+        raise NonFiniteResult(
+            f"{bad[0]} is {metrics[bad[0]]}"
+            + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")
+            + ": the model or the data gave no finite result; see the run's per-epoch metrics"
+        )
     return metrics
+
+
+class NonFiniteResult(RnnlabError):
+    """A test metric or a baseline is NaN or infinite."""
+
+    exit_code = 1
 
 
 def log_results(run: Any, cfg: DictConfig, metrics: dict[str, float], trainer: Any, model: Any, dm: Any) -> None:

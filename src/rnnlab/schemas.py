@@ -17,6 +17,7 @@ from omegaconf import II, MISSING
 
 from rnnlab import stores
 from rnnlab.errors import ConfigError
+from rnnlab.trainer_flags import ACCELERATORS, PRECISIONS, STRATEGIES, check_devices
 
 # ----------------------------------------------------------------------------- checks
 
@@ -227,60 +228,6 @@ class EarlyStoppingConfig:
         check_range(self, "min_delta", ge=0)
 
 
-# Lightning's accepted values, kept here so a typo fails before torch is imported;
-# tests/test_config.py checks these lists against the installed Lightning.
-PRECISIONS = (
-    "transformer-engine",
-    "transformer-engine-float16",
-    "16-true",
-    "16-mixed",
-    "bf16-true",
-    "bf16-mixed",
-    "32-true",
-    "64-true",
-    "64",
-    "32",
-    "16",
-    "bf16",
-)
-ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
-_DDP = ("ddp", "ddp_fork", "ddp_notebook", "ddp_spawn")
-_DEEPSPEED_STAGES = ("1", "2", "2_offload", "3", "3_offload", "3_offload_nvme")
-STRATEGIES = (
-    "auto",
-    *_DDP,
-    *(f"{d}_find_unused_parameters_{flag}" for d in _DDP for flag in ("false", "true")),
-    "deepspeed",
-    *(f"deepspeed_stage_{stage}" for stage in _DEEPSPEED_STAGES),
-    *("fsdp", "fsdp_cpu_offload", "single_device", "single_tpu", "single_xla", "xla", "xla_debug"),
-)
-
-
-def _check_devices(devices: Any) -> None:
-    """Lightning's ``devices``: "auto", a count (-1: all), a list of ids, or "0,1" / "-1"."""
-    if isinstance(devices, bool):
-        raise ConfigError("devices", f"must be 'auto', a count or a list of device ids, got {devices}")
-    if isinstance(devices, int):
-        if devices == 0 or devices < -1:
-            raise ConfigError("devices", f"must be >= 1 (or -1 for all), got {devices}")
-        return
-    if isinstance(devices, str):
-        text = devices.strip()
-        if text == "auto" or text == "-1":
-            return
-        parts = [p.strip() for p in text.strip(",").split(",")]
-        if parts and all(p.isdigit() for p in parts):
-            return
-        raise ConfigError("devices", f"must be 'auto', a count or a list of device ids, got {devices!r}")
-    if (
-        isinstance(devices, (list, tuple))
-        and devices
-        and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in devices)
-    ):
-        return
-    raise ConfigError("devices", f"must be 'auto', a count or a list of device ids, got {devices!r}")
-
-
 @dataclass
 class TrainerConfig:
     """Lightning ``Trainer`` flags by their own names (a subset; the rest keep Lightning's defaults)."""
@@ -304,7 +251,8 @@ class TrainerConfig:
     log_every_n_steps: int = 50
     num_sanity_val_steps: int = 0
     deterministic: bool = True
-    enable_progress_bar: bool = False
+    # None: a live bar on a terminal, one line per epoch otherwise, nothing under CI=true (rnnlab.progress)
+    enable_progress_bar: bool | None = None
     enable_model_summary: bool = False
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
 
@@ -312,7 +260,7 @@ class TrainerConfig:
         check_choice(self, "precision", PRECISIONS)
         check_choice(self, "accelerator", ACCELERATORS)
         check_choice(self, "strategy", STRATEGIES)
-        _check_devices(self.devices)
+        check_devices(self.devices)
         if self.accelerator == "cpu" and not isinstance(self.devices, int) and self.devices != "auto":
             raise ConfigError("devices", f"with accelerator 'cpu' give a count of processes, got {self.devices!r}")
         check_range(self, "max_epochs", ge=1)
@@ -344,6 +292,10 @@ class LoggerConfig:
     # Metrics are buffered and sent with one log_batch call every ``flush_every_n_steps`` steps and
     # at each epoch end: a synchronous MLflow call per step made a small model 5x slower.
     flush_every_n_steps: int = 100
+    # Records go through a local spool in the run's output dir, sent by a background thread: training
+    # never waits on the tracker. A run that ends while the server does not answer waits this many
+    # seconds for it, then leaves its spool for `python -m rnnlab sync`.
+    sync_timeout: float = 60.0
     tags: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -351,6 +303,7 @@ class LoggerConfig:
         if not self.experiment_name:
             raise ConfigError("experiment_name", "must not be empty")
         check_range(self, "flush_every_n_steps", ge=1)
+        check_range(self, "sync_timeout", ge=0)
 
 
 @dataclass

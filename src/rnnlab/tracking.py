@@ -5,14 +5,20 @@ A run is always ended: FINISHED on success, FAILED on any exception, Ctrl-C or S
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import platform
 import socket
 import subprocess
+import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
@@ -25,6 +31,13 @@ log = logging.getLogger(__name__)
 # MLflow refuses longer param values; a longer one is not truncated but listed in a tag,
 # and the full resolved config is always logged as config.yaml.
 MAX_PARAM_LENGTH = 6000
+
+# The UI of MLflow 3 opens an experiment tagged "custom_model_development" ("Machine learning") on its
+# runs; an untagged one may open on the GenAI overview.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+# How long a write waits for another process's write to a SQLite store before failing with
+# "database is locked" (Python's sqlite3 waits 5 s; eight runs starting at once on two cores took longer).
+SQLITE_BUSY_TIMEOUT_S = 120
 
 
 def resolve_tracking_uri(uri: str) -> str:
@@ -117,29 +130,110 @@ def version_tags() -> dict[str, str]:
     return tags
 
 
+_lock = threading.RLock()
+_lock_depth = 0
+_schema_ready: set[str] = set()
+
+
+@contextlib.contextmanager
+def store_lock(tracking_uri: str) -> Iterator[None]:
+    """Serialize, across the processes of this machine, what MLflow cannot do concurrently on a SQLite
+    store: create or migrate its schema, create an experiment. ``flock`` on a file beside the database
+    (a local file system; see the README for what SQLite cannot hold). Re-entrant in a process; a
+    no-op for a server or another database."""
+    global _lock_depth
+    db = stores.sqlite_path(resolve_tracking_uri(tracking_uri))
+    if db is None:
+        yield
+        return
+    with _lock:
+        if _lock_depth:
+            _lock_depth += 1
+            try:
+                yield
+            finally:
+                _lock_depth -= 1
+            return
+        db.parent.mkdir(parents=True, exist_ok=True)
+        # not "<db>.rnnlab-lock": the sweeper locks a study with that name, and one file may be both stores
+        with open(f"{db}.rnnlab-schema-lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            _lock_depth += 1
+            try:
+                yield
+            finally:
+                _lock_depth -= 1
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def open_client(tracking_uri: str) -> Any:
+    """An ``MlflowClient`` on ``tracking_uri`` (a relative SQLite path made absolute) whose store is
+    ready: a new SQLite store gets its schema created once, under ``store_lock``, so any number of
+    processes may open a new store at once; SQLite writes wait for each other instead of failing with
+    "database is locked"."""
+    from mlflow.tracking import MlflowClient
+
+    uri = resolve_tracking_uri(tracking_uri)
+    if stores.sqlite_path(uri) is None or uri in _schema_ready:
+        return MlflowClient(uri)
+    _sqlite_waits_for_locks()
+    with store_lock(uri):
+        # MLflow creates or migrates the tables when a client is made (tracking store) and when it
+        # first touches the model registry
+        client = MlflowClient(uri)
+        client.search_registered_models(max_results=1)
+    _schema_ready.add(uri)
+    return client
+
+
+_busy_timeout_set = False
+
+
+def _sqlite_waits_for_locks() -> None:
+    """Every SQLite connection SQLAlchemy opens in this process waits ``SQLITE_BUSY_TIMEOUT_S`` for a
+    lock (MLflow creates its engines itself and passes no timeout)."""
+    global _busy_timeout_set
+    if _busy_timeout_set:
+        return
+    import sqlite3
+
+    import sqlalchemy
+
+    def wait(dbapi_connection: Any, record: Any) -> None:
+        if isinstance(dbapi_connection, sqlite3.Connection):
+            dbapi_connection.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_S * 1000}")
+
+    sqlalchemy.event.listen(sqlalchemy.engine.Engine, "connect", wait)
+    _busy_timeout_set = True
+
+
 def get_or_create_experiment(client: Any, name: str, tracking_uri: str) -> str:
     """The id of MLflow experiment ``name``, created if needed with its artifacts beside a SQLite
-    store (``mlartifacts/`` next to ``mlflow.db``, never ``./mlruns``). Safe when several processes
-    create it at once."""
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        if exp.lifecycle_stage == "deleted":
-            raise ConfigError(
-                "logger.experiment_name",
-                f"experiment {name!r} is deleted in {stores.redact(tracking_uri)}; restore it or pick another name",
-            )
-        return str(exp.experiment_id)
-    location = None
-    db = stores.sqlite_path(stores.absolute(tracking_uri))
-    if db is not None:  # artifacts beside the database, not in the working directory
-        location = (db.parent / "mlartifacts").resolve().as_uri()
-    try:
-        return str(client.create_experiment(name, artifact_location=location))
-    except Exception:  # another process created it first
+    store (``mlartifacts/`` next to ``mlflow.db``, never ``./mlruns``) and tagged so MLflow's UI opens
+    it on its runs. Safe when several processes create it at once."""
+    with store_lock(tracking_uri):
         exp = client.get_experiment_by_name(name)
-        if exp is None:
-            raise
-        return str(exp.experiment_id)
+        if exp is not None:
+            if exp.lifecycle_stage == "deleted":
+                raise ConfigError(
+                    "logger.experiment_name",
+                    f"experiment {name!r} is deleted in {stores.redact(tracking_uri)}; restore it or pick another name",
+                )
+            if not exp.tags.get("mlflow.experimentKind"):
+                for key, value in EXPERIMENT_KIND.items():
+                    client.set_experiment_tag(exp.experiment_id, key, value)
+            return str(exp.experiment_id)
+        location = None
+        db = stores.sqlite_path(stores.absolute(tracking_uri))
+        if db is not None:  # artifacts beside the database, not in the working directory
+            location = (db.parent / "mlartifacts").resolve().as_uri()
+        try:
+            return str(client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND))
+        except Exception:  # another machine created it first
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            return str(exp.experiment_id)
 
 
 class TrackedRun:
@@ -153,14 +247,17 @@ class TrackedRun:
         tags: dict[str, str] | None = None,
         parent_run_id: str | None = None,
         flush_every: int = 100,
+        spool_dir: str | os.PathLike[str] | None = None,
+        sync_timeout: float = 60.0,
     ) -> None:
         import mlflow
-        from mlflow.tracking import MlflowClient
 
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         check_reachable(self.tracking_uri)
         mlflow.set_tracking_uri(self.tracking_uri)
-        self.client = MlflowClient(self.tracking_uri)
+        self.client = open_client(self.tracking_uri)
+        # Wraps each write to the store; RunLifecycle makes a signal wait until the write is done.
+        self.guard: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
         self.experiment_id = self._experiment(experiment_name)
         all_tags = dict(tags or {})
         if parent_run_id:
@@ -173,68 +270,103 @@ class TrackedRun:
         self.flush_every = flush_every
         self._metrics: list[Any] = []
         self._ended = False
+        # Everything after create_run goes through the spool: a local append, sent in order by a
+        # background thread with a client of its own (fail-fast at start stays: create_run above).
+        from rnnlab import spool as spooling
+
+        if stores.scheme(self.tracking_uri) in ("http", "https"):
+            spooling.quick_http_failures()
+        directory = Path(spool_dir) if spool_dir is not None else Path("outputs") / "spool" / self.run_id
+        self.spool = spooling.Spool(directory / spooling.SPOOL_NAME, self.tracking_uri, self.run_id)
+        self.sender = spooling.Sender(self.spool, open_client(self.tracking_uri))
+        self.sync_timeout = sync_timeout
 
     def _experiment(self, name: str) -> str:
         return get_or_create_experiment(self.client, name, self.tracking_uri)
 
     # -- logging ----------------------------------------------------------------------------------
 
-    def log_params(self, params: dict[str, str]) -> None:
-        from mlflow.entities import Param
+    def _append(self, op: str, **args: Any) -> None:
+        with self.guard():  # one whole line in the spool, never half of one
+            self.spool.append(op, **args)
+        self.sender.notify()
 
+    def log_params(self, params: dict[str, str]) -> None:
         too_long = sorted(k for k, v in params.items() if len(v) > MAX_PARAM_LENGTH)
-        items = [Param(k, v) for k, v in params.items() if k not in too_long]
+        items = [[k, v] for k, v in params.items() if k not in too_long]
         for i in range(0, len(items), 100):  # MLflow takes at most 100 params a batch
-            self.client.log_batch(self.run_id, params=items[i : i + 100], synchronous=True)
+            self._append("batch", params=items[i : i + 100])
         if too_long:
             self.set_tags({"rnnlab.params_not_logged": ",".join(too_long) + " (see config.yaml)"})
 
     def set_tags(self, tags: dict[str, Any]) -> None:
-        from mlflow.entities import RunTag
-
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self._append("batch", tags=[[k, str(v)] for k, v in tags.items()])
 
     def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
-        from mlflow.entities import Metric
-
         now = int(time.time() * 1000)
-        self._metrics.extend(Metric(k, float(v), now, step) for k, v in metrics.items())
+        self._metrics.extend([k, float(v), now, step] for k, v in metrics.items())
         if len(self._metrics) >= self.flush_every:
             self.flush()
 
     def flush(self) -> None:
         while self._metrics:
             batch, self._metrics = self._metrics[:1000], self._metrics[1000:]
-            self.client.log_batch(self.run_id, metrics=batch)
+            self._append("batch", metrics=batch)
 
     def log_text(self, text: str, path: str) -> None:
-        self.client.log_text(self.run_id, text, path)
+        """Kept as a file beside the spool until sent (the spool names files, it does not hold them)."""
+        local = self.spool.path.parent / "spooled-artifacts" / path
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_text(text)
+        self.log_artifact(local, str(Path(path).parent) if Path(path).parent != Path(".") else None)
 
     def log_artifact(self, local_path: str | os.PathLike, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(local_path), artifact_path)
+        self._append("artifact", path=str(Path(local_path).resolve()), artifact_path=artifact_path)
 
     def log_model(self, model: Any, input_example: Any = None) -> None:
-        """Log ``model`` (a plain nn.Module) so ``mlflow.pytorch.load_model`` returns it."""
+        """Log ``model`` (a plain nn.Module) so ``mlflow.pytorch.load_model`` returns it. When the
+        store does not answer, the model is saved beside the spool and sent with it."""
         import mlflow
         import torch
 
         import rnnlab
+        from rnnlab.spool import unreachable
 
         # Naming requirements skips MLflow's inference, which re-imports the model in a subprocess.
         reqs = [f"torch=={torch.__version__.split('+')[0]}", f"rnnlab=={rnnlab.__version__}"]
-        with mlflow.start_run(run_id=self.run_id):
-            mlflow.pytorch.log_model(model, name="model", pip_requirements=reqs, input_example=input_example)
-            # start_run(run_id=...) ends the run on exit; re-open it until we end it ourselves.
-        self.client.update_run(self.run_id, status="RUNNING")
+        try:
+            with mlflow.start_run(run_id=self.run_id):
+                mlflow.pytorch.log_model(model, name="model", pip_requirements=reqs, input_example=input_example)
+                # start_run(run_id=...) ends the run on exit; re-open it until we end it ourselves.
+            self.client.update_run(self.run_id, status="RUNNING")
+        except Exception as e:
+            if not unreachable(e):
+                raise
+            local = self.spool.path.parent / "spooled-artifacts" / "model"
+            mlflow.pytorch.save_model(model, str(local), pip_requirements=reqs, input_example=input_example)
+            self._append("artifacts", path=str(local.resolve()), artifact_path="model")
 
-    def end(self, status: str = "FINISHED") -> None:
+    def end(self, status: str = "FINISHED", wait: float | None = None) -> bool:
+        """Send what is buffered and the final status; wait up to ``wait`` (default ``sync_timeout``)
+        seconds for the store. False (and one line saying how to replay) when it did not answer."""
         if self._ended:
-            return
+            return True
         self._ended = True
         try:
             self.flush()
         finally:
-            self.client.set_terminated(self.run_id, status=status)
+            self._append("status", status=status, end_time=int(time.time() * 1000))
+        sent = self.sender.drain(self.sync_timeout if wait is None else wait)
+        self.sender.close()
+        if not sent:
+            print(
+                f"rnnlab: MLflow at {stores.redact(self.tracking_uri)} did not answer; {self.spool.pending()} "
+                f"records of run {self.run_id} are kept in {self.spool.path}. Send them when it answers:\n"
+                f"  cd {Path.cwd()} && python -m rnnlab sync",
+                file=sys.stderr,
+                flush=True,
+            )
+        return sent
 
     def __enter__(self) -> TrackedRun:
         return self

@@ -62,9 +62,18 @@ def _callbacks(cfg: DictConfig, ckpt_dir: Path, run: Any) -> list[Any]:
     from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
     class _FlushMetrics(pl.Callback):
-        """Send buffered metrics to MLflow once an epoch, not once a step."""
+        """Send the buffered metrics to MLflow once an epoch, not once a step: when the epoch is over.
 
-        def on_validation_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        Lightning 2.6 ends an epoch with: validation's metrics logged, ModelCheckpoint saving
+        (``on_validation_end``), ``on_train_epoch_end``, then the epoch's training metrics logged.
+        No hook follows that within the epoch, so the epoch is sent as the next one starts, or as
+        training ends: after its checkpoint, with all its metrics, none held back an epoch."""
+
+        def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+            if trainer.is_global_zero:
+                run.flush()
+
+        def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
             if trainer.is_global_zero:
                 run.flush()
 
@@ -97,11 +106,14 @@ def _callbacks(cfg: DictConfig, ckpt_dir: Path, run: Any) -> list[Any]:
 def _trainer(cfg: DictConfig, callbacks: list[Any], logger: Any, out_dir: Path) -> Any:
     import pytorch_lightning as pl
 
+    from rnnlab import progress
+
     flags = cast(dict[str, Any], OmegaConf.to_container(cfg.trainer, resolve=True))
     flags.pop("early_stopping")
     if flags["gradient_clip_val"] in (None, 0):
         flags["gradient_clip_algorithm"] = None
-    return pl.Trainer(**flags, callbacks=callbacks, logger=logger, default_root_dir=str(out_dir))
+    flags["enable_progress_bar"], shown = progress.callbacks(flags["enable_progress_bar"], cfg.monitor)
+    return pl.Trainer(**flags, callbacks=[*callbacks, *shown], logger=logger, default_root_dir=str(out_dir))
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -109,7 +121,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     Keys: ``test/<metric>`` (on the best checkpoint), ``<monitor>`` (that checkpoint's value, e.g.
     ``val/loss``), ``baseline/test/<metric>`` (e.g. naive persistence), ``epochs``, ``train_seconds``.
-    The MLflow run is ended FINISHED, or FAILED if anything raises (Ctrl-C and SIGTERM included).
+    The MLflow run is ended FINISHED, FAILED if anything raises, or KILLED by SIGINT / SIGTERM
+    (``rnnlab.lifecycle.Interrupted`` is raised then).
     """
     import pytorch_lightning as pl
 
