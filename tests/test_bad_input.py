@@ -160,8 +160,15 @@ def _csv_cases(tmp_path) -> list[tuple[list[str], str, str | None]]:
 
 
 def _run(argv: list[str], capsys) -> tuple[int, list[str]]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
+    import os
+
+    environ = dict(os.environ)  # main() hands credentials over through the environment; keep ours
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
     err = capsys.readouterr().err
     return exit_info.value.code, [line for line in err.splitlines() if line.strip()]
 
@@ -243,10 +250,25 @@ def test_bad_values_in_a_presets_search_space_dict(workdir, capsys):
 
 def test_range_stop_is_checked_only_where_the_sweeper_samples_it():
     """Hydra's basic sweeper excludes ``stop``; the Optuna sweeper includes it (as hydra-optuna-sweeper)."""
-    from rnnlab.cli import check
+    from rnnlab.checks import check
     from rnnlab.errors import ConfigError
 
     sweep = ["data=sine", "data.val_fraction=range(0.1,0.9,0.2)", "data.test_fraction=0.1"]
     check(sweep, multirun=True, run=False)  # 0.1, 0.3, 0.5, 0.7: all valid
     with pytest.raises(ConfigError, match=r"val_fraction \+ test_fraction must be < 1, got 0.9"):
         check([*sweep, "hydra/sweeper=optuna"], multirun=True, run=False)
+
+
+def test_a_checkpoint_that_does_not_load_weights_only_is_one_line_without_unsafe_advice(workdir, capsys):
+    import pickle
+    import zipfile
+
+    ckpt = workdir / "evil.ckpt"
+    with zipfile.ZipFile(ckpt, "w") as z:  # a zip, as torch.save writes, whose pickle names a global
+        z.writestr("archive/data.pkl", pickle.dumps(zipfile.ZipInfo("x"), protocol=2))
+        z.writestr("archive/version", "3\n")
+    code, lines = _run([f"resume={ckpt}", "data=sine"], capsys)
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith(f"rnnlab: error: resume: {ckpt} does not load as a checkpoint, weights only"), lines
+    assert "weights_only" not in lines[0] and "trusted" not in lines[0]
+    assert sorted(p.name for p in workdir.iterdir()) == ["evil.ckpt"]
