@@ -1,66 +1,11 @@
 """Tracking against a real MLflow server on 127.0.0.1, and the errors when there is none."""
 
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
+from conftest import free_port
 from mlflow.tracking import MlflowClient
 
-from rnnlab.errors import ConfigError
-from rnnlab.tracking import check_reachable, flatten, resolve_tracking_uri
+from rnnlab.tracking import flatten, resolve_tracking_uri
 from rnnlab.train import train
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def mlflow_server(tmp_path):
-    port = _free_port()
-    store = tmp_path / "server"
-    store.mkdir()
-    mlflow_bin = Path(sys.executable).with_name("mlflow")
-    proc = subprocess.Popen(
-        [
-            str(mlflow_bin),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{store}/mlflow.db",
-            "--artifacts-destination",
-            str(store / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            check_reachable(uri, timeout=1)
-            break
-        except ConfigError:
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited: {proc.stderr.read()[-2000:]}")
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("mlflow server did not start in 90 s")
-    yield uri
-    proc.terminate()
-    proc.wait(timeout=30)
 
 
 def test_runs_log_to_a_tracking_server(small_cfg, workdir, mlflow_server):
@@ -78,7 +23,7 @@ def test_runs_log_to_a_tracking_server(small_cfg, workdir, mlflow_server):
 def test_unreachable_server_is_one_line_before_training(workdir):
     from conftest import SMALL, run_cli
 
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     res = run_cli([*SMALL, f"logger.tracking_uri=http://127.0.0.1:{port}"], workdir)
     assert res.returncode == 2
     lines = [line for line in res.stderr.splitlines() if line.strip()]
