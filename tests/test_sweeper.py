@@ -4,7 +4,6 @@ real subprocesses, a real MLflow SQLite store."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from conftest import postgres_url
 from hydra_plugins.rnnlab_optuna_sweeper import _liveness as liveness
 from hydra_plugins.rnnlab_optuna_sweeper import _samplers as samplers
 from hydra_plugins.rnnlab_optuna_sweeper import _search_space as search_space
@@ -367,28 +367,8 @@ def test_parallel_workers_count_exactly(tmp_path: Path) -> None:
     assert len({t.system_attrs[liveness.PID_ATTR] for t in study.trials}) == 3
 
 
-def _postgres_url() -> str:
-    """A PostgreSQL URL for the tests: $RNNLAB_TEST_POSTGRES_URL, or a local cluster we start."""
-    if url := os.environ.get("RNNLAB_TEST_POSTGRES_URL"):
-        return url
-    if not shutil.which("pg_ctlcluster") and not Path("/usr/bin/pg_ctlcluster").exists():
-        pytest.skip("no PostgreSQL: pg_ctlcluster not found and RNNLAB_TEST_POSTGRES_URL not set")
-    if os.geteuid() != 0:
-        pytest.skip("starting PostgreSQL needs root; set RNNLAB_TEST_POSTGRES_URL")
-    subprocess.run(["pg_ctlcluster", "15", "main", "start"], capture_output=True)
-    sql = (
-        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname='rnnlab') THEN "
-        "CREATE ROLE rnnlab LOGIN PASSWORD 'rnnlab'; END IF; END $$;"
-    )
-    ok = subprocess.run(["su", "postgres", "-c", "psql -q"], input=sql, capture_output=True, text=True)
-    if ok.returncode != 0:
-        pytest.skip(f"cannot reach PostgreSQL: {ok.stderr.strip()}")
-    subprocess.run(["su", "postgres", "-c", "createdb -O rnnlab rnnlab_test"], capture_output=True)
-    return "postgresql://rnnlab:rnnlab@127.0.0.1:5432/rnnlab_test"
-
-
 def test_postgres_two_workers(tmp_path: Path) -> None:
-    url = _postgres_url()
+    url = postgres_url()
     name = f"pg-{os.getpid()}-{time.time_ns()}"
     args = [
         *FAST,
