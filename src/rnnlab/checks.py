@@ -111,7 +111,11 @@ def check(
     if run:
         _check_devices(validated.config.trainer)
         if validated.config.resume is not None:
-            _check_checkpoint(validated.config.resume)
+            from rnnlab import resume
+
+            lc = validated.config.logger
+            found = resume.resolve(validated.config.resume, lc.tracking_uri, lc.experiment_name)
+            _check_checkpoint(str(found.checkpoint))
         from rnnlab.tracking import check_reachable
 
         check_reachable(validated.config.logger.tracking_uri)
@@ -283,5 +287,5 @@ def _check_checkpoint(path: str) -> None:
         torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
         detail = next((line.strip() for line in str(e).splitlines() if "WeightsUnpickler error" in line), "")
-        reason = detail or first_line(str(e)).split(". ")[0]
+        reason = (detail or first_line(str(e))).split(". Please")[0].split(". ")[0]
         raise ConfigError("resume", f"{path} does not load as a checkpoint, weights only: {reason}") from None

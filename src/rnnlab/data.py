@@ -7,6 +7,7 @@ small steps; a batch here is ``x[idx]`` for a slice ``idx`` of a (shuffled) inde
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -44,6 +45,9 @@ class TensorBatches:
         self.world_size = world_size
         self.drop_last = drop_last
         self._epoch = 0
+        # The epoch number, when a trainer knows it: a resumed run then shuffles its epochs exactly
+        # as an uninterrupted one (an own counter would start again at 0).
+        self.epoch_of: Any = None
         self._per_rank = n // world_size if world_size > 1 else n
 
     def __len__(self) -> int:
@@ -54,7 +58,8 @@ class TensorBatches:
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
         n = len(self.tensors[0])
         if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed + self._epoch)
+            epoch = self.epoch_of() if self.epoch_of is not None else self._epoch
+            g = torch.Generator().manual_seed(self.seed + epoch)
             order = torch.randperm(n, generator=g)
         else:
             order = torch.arange(n)
@@ -100,7 +105,7 @@ class InMemoryDataModule(pl.LightningDataModule):
             self.setup("fit")
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        return TensorBatches(
+        batches = TensorBatches(
             self.splits[split],
             batch_size,
             shuffle=shuffle,
@@ -108,6 +113,9 @@ class InMemoryDataModule(pl.LightningDataModule):
             rank=rank,
             world_size=world,
         )
+        if trainer is not None:
+            batches.epoch_of = lambda: trainer.current_epoch
+        return batches
 
     def train_dataloader(self) -> TensorBatches:
         return self._loader("train", self.batch_size, shuffle=True)

@@ -49,9 +49,10 @@ class Interrupted(KeyboardInterrupt):
 class RunLifecycle:
     """Opens, guards and closes one training run; ``run`` is the TrackedRun (None on ranks > 0)."""
 
-    def __init__(self, cfg: DictConfig, out_dir: Path) -> None:
+    def __init__(self, cfg: DictConfig, out_dir: Path, resume_run_id: str | None = None) -> None:
         self.cfg = cfg
         self.out_dir = out_dir
+        self.resume_run_id = resume_run_id
         self.run: Any = None
         self._ddp_env: dict[str, str | None] = {}
         self._dist_before = False
@@ -67,7 +68,7 @@ class RunLifecycle:
         self._dist_before = dist_initialized()
         if rank() == 0:
             try:
-                self.run = open_run(self.cfg, self.out_dir)
+                self.run = open_run(self.cfg, self.out_dir, self.resume_run_id)
             except BaseException:
                 if self._restore_launcher is not None:
                     self._restore_launcher()
@@ -142,7 +143,7 @@ class RunLifecycle:
             signal.signal(signum, handler)
 
 
-def open_run(cfg: DictConfig, out_dir: Path) -> Any:
+def open_run(cfg: DictConfig, out_dir: Path, resume_run_id: str | None = None) -> Any:
     """The MLflow run for ``cfg``, tagged with versions, plugins, the command and the Optuna trial."""
     from rnnlab import tracking
 
@@ -161,8 +162,10 @@ def open_run(cfg: DictConfig, out_dir: Path) -> Any:
             "rnnlab.backbone": cfg.backbone.name,
             "rnnlab.data": cfg.data.name,
             "rnnlab.command": scrub(command(), lc.tracking_uri),
+            "rnnlab.output_dir": str(out_dir.resolve()),
             **process_tags(),
         },
+        run_id=resume_run_id,
         parent_run_id=cfg.trial.mlflow_parent_run_id,
         flush_every=lc.flush_every_n_steps,
         spool_dir=out_dir,

@@ -14,10 +14,11 @@ from rnnlab import stores, tracking
 from rnnlab.errors import RnnlabError
 
 
-def log_config(run: Any, cfg: DictConfig, dm: Any, model: Any, out_dir: Path) -> None:
+def log_config(run: Any, cfg: DictConfig, dm: Any, model: Any, out_dir: Path, resumed: bool = False) -> None:
     """Params (the flattened config, the data's description, the model's size) and config.yaml,
-    in the run and in ``out_dir``. Nothing on ranks > 0 (``run`` is None there)."""
-    if run is None:
+    in the run and in ``out_dir``. Nothing on ranks > 0 (``run`` is None there); a resumed run has
+    its params already (MLflow cannot change one: ``resume`` itself differs)."""
+    if run is None or resumed:
         return
     run.log_params(tracking.flatten(cfg))
     run.log_params({f"data.{k}": str(v) for k, v in dm.describe().items()})

@@ -8,6 +8,7 @@ Nothing here imports torch.
 from __future__ import annotations
 
 import math
+import re
 import zipfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -343,7 +344,9 @@ class TrainConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     trial: TrialConfig = field(default_factory=TrialConfig)
     seed: int = 42
-    resume: str | None = None  # a checkpoint (e.g. outputs/.../checkpoints/last.ckpt) to continue from
+    # Continue a run: a checkpoint (outputs/.../checkpoints/last.ckpt), an MLflow run id, or "last"
+    # (the most recent run of this experiment); the same MLflow run goes on (rnnlab.resume).
+    resume: str | None = None
     # The metric that picks the best checkpoint, stops early and is reported to Optuna's pruner.
     monitor: str = "val/loss"
     monitor_mode: str = "min"
@@ -353,9 +356,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_choice(self, "monitor_mode", ("min", "max"))
         check_range(self, "seed", ge=0)
-        if self.resume is not None and not Path(self.resume).is_file():
+        if self.resume is not None and (self.resume == "last" or re.fullmatch(r"[0-9a-f]{32}", self.resume)):
+            pass  # a run, found in the store when the run starts (rnnlab.resume.resolve)
+        elif self.resume is not None and not Path(self.resume).is_file():
             raise ConfigError("resume", f"checkpoint not found: {self.resume!r}")
-        if self.resume is not None and not zipfile.is_zipfile(self.resume):
+        elif self.resume is not None and not zipfile.is_zipfile(self.resume):
             # torch.save writes a zip archive; anything else cannot be a checkpoint of ours
             raise ConfigError("resume", f"not a checkpoint (written by torch.save / Lightning): {self.resume!r}")
 

@@ -249,6 +249,7 @@ class TrackedRun:
         flush_every: int = 100,
         spool_dir: str | os.PathLike[str] | None = None,
         sync_timeout: float = 60.0,
+        run_id: str | None = None,
     ) -> None:
         import mlflow
 
@@ -264,7 +265,15 @@ class TrackedRun:
             all_tags["mlflow.parentRunId"] = parent_run_id
         if run_name:
             all_tags["mlflow.runName"] = run_name
-        run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=run_name)
+        if run_id is None:
+            run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=run_name)
+        else:  # resume: the same run goes on; its tags say which process owns it now
+            from mlflow.entities import RunTag
+
+            run = self.client.get_run(run_id)
+            self.client.update_run(run_id, status="RUNNING")
+            owner = {k: v for k, v in all_tags.items() if k != "mlflow.runName"}
+            self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in owner.items()], synchronous=True)
         self.run_id: str = run.info.run_id
         self.artifact_uri: str = run.info.artifact_uri
         self.flush_every = flush_every

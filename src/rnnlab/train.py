@@ -126,19 +126,22 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """
     import pytorch_lightning as pl
 
-    from rnnlab import report, tracking
+    from rnnlab import report, resume, tracking
     from rnnlab.lifecycle import RunLifecycle
 
     _quiet()
     started = time.perf_counter()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    out_dir = _output_dir(cfg)
+    # resume=: the same output dir (checkpoints, best, early stopping) and the same MLflow run
+    resumed = resume.resolve(cfg.resume, cfg.logger.tracking_uri, cfg.logger.experiment_name) if cfg.resume else None
+    out_dir = resumed.out_dir if resumed is not None else _output_dir(cfg)
     dm, model = build(cfg)
-    with RunLifecycle(cfg, out_dir) as life:
-        report.log_config(life.run, cfg, dm, model, out_dir)
+    with RunLifecycle(cfg, out_dir, resume_run_id=resumed.run_id if resumed else None) as life:
+        report.log_config(life.run, cfg, dm, model, out_dir, resumed=resumed is not None)
         logger = tracking.lightning_logger(life.run) if life.run else False
         trainer = _trainer(cfg, _callbacks(cfg, out_dir / "checkpoints", life.run), logger, out_dir)
-        trainer.fit(model, datamodule=dm, ckpt_path=cfg.get("resume"), weights_only=True)
+        checkpoint = str(resumed.checkpoint) if resumed is not None else None
+        trainer.fit(model, datamodule=dm, ckpt_path=checkpoint, weights_only=True)
         best = trainer.checkpoint_callback.best_model_path or None
         tested = trainer.test(model, datamodule=dm, ckpt_path=best, weights_only=True, verbose=False)[0]
         metrics = report.collect_metrics(cfg, trainer, tested, dm, started)
