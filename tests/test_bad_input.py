@@ -99,6 +99,7 @@ CASES: list[tuple[list[str], str, str | None]] = [
     (["logger.experiment_name="], "logger.experiment_name: must not be empty", None),
     (["logger.flush_every_n_steps=0"], "logger.flush_every_n_steps: must be >= 1", None),
     (["logger.tracking_uri=http://127.0.0.1:1"], "logger.tracking_uri: cannot reach the MLflow server", None),
+    (["logger.tracking_uri=mysql://u:pw@127.0.0.1/db"], "logger.tracking_uri: a password in a mysql URI", "PGPASSWORD"),
     # unknown keys, with or without +, listing the keys of the plugin actually selected
     (["backbone.hiden_size=3"], "backbone.hiden_size: unknown key", "valid keys: bidirectional, dropout"),
     (["+backbone.nonexistent_key=1"], "backbone.nonexistent_key: unknown key", "hidden_size"),

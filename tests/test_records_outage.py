@@ -46,9 +46,13 @@ def _spooled_epochs(cwd: Path) -> int:
     return n
 
 
-def _run_of(client: MlflowClient):
-    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    return run
+def _train_and_kill_the_server_at_epoch_2(uri: str, cwd: Path, server: subprocess.Popen[str]) -> subprocess.Popen[str]:
+    """A training job whose server is SIGKILLed once two epochs are spooled; the job goes on."""
+    job = _train(uri, cwd)
+    while _spooled_epochs(cwd) < 2 and job.poll() is None:
+        time.sleep(0.1)
+    stop_process(server, signal.SIGKILL)
+    return job
 
 
 def _every_epoch_once(client: MlflowClient, run_id: str) -> bool:
@@ -75,10 +79,7 @@ def test_server_killed_mid_run_costs_no_training_time_and_loses_nothing(tmp_path
     outage_dir = tmp_path / "outage"
     outage_dir.mkdir()
     started = time.perf_counter()
-    job = _train(uri, outage_dir)
-    while _spooled_epochs(outage_dir) < 2 and job.poll() is None:
-        time.sleep(0.1)
-    stop_process(server, signal.SIGKILL)
+    job = _train_and_kill_the_server_at_epoch_2(uri, outage_dir, server)
     killed_at = time.perf_counter()
     time.sleep(max(0.0, 3 - (time.perf_counter() - killed_at)))
     server = start_mlflow_server(store, port)
@@ -111,10 +112,7 @@ def test_server_back_only_after_training_ended_then_sync(tmp_path):
     store = tmp_path / "server"
     server = start_mlflow_server(store, port)
     uri = f"http://127.0.0.1:{port}"
-    job = _train(uri, tmp_path)
-    while _spooled_epochs(tmp_path) < 2 and job.poll() is None:
-        time.sleep(0.1)
-    stop_process(server, signal.SIGKILL)
+    job = _train_and_kill_the_server_at_epoch_2(uri, tmp_path, server)
     _out, err = job.communicate(timeout=600)
     assert job.returncode == 0, err[-3000:]
     assert "python -m rnnlab sync" in err and "did not answer" in err

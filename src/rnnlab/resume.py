@@ -56,16 +56,18 @@ def resolve(value: str, tracking_uri: str, experiment_name: str) -> Resume:
         return Resume(checkpoint, out_dir, run.info.run_id)
     checkpoint = Path(value).expanduser().resolve()
     out_dir = _out_dir_of(checkpoint)
-    found = None
-    if experiment is not None:
-        runs = client.search_runs(
-            [experiment.experiment_id],
-            filter_string=f"tags.`{OUTPUT_DIR_TAG}` = '{out_dir}'",
-            order_by=["attributes.start_time DESC"],
-            max_results=1,
-        )
-        found = runs[0].info.run_id if runs else None
-    return Resume(checkpoint, out_dir, found)
+    found = _latest(client, experiment, f"tags.`{OUTPUT_DIR_TAG}` = '{out_dir}'")
+    return Resume(checkpoint, out_dir, found.info.run_id if found is not None else None)
+
+
+def _latest(client: Any, experiment: Any, filter_string: str) -> Any:
+    """The most recent run of ``experiment`` that matches ``filter_string``; None if there is none."""
+    if experiment is None:
+        return None
+    runs = client.search_runs(
+        [experiment.experiment_id], filter_string=filter_string, order_by=["attributes.start_time DESC"], max_results=1
+    )
+    return runs[0] if runs else None
 
 
 def _out_dir_of(checkpoint: Path) -> Path:
@@ -76,17 +78,10 @@ def _out_dir_of(checkpoint: Path) -> Path:
 def _run(client: Any, value: str, experiment: Any, tracking_uri: str) -> Any:
     where = f"experiment {experiment.name!r} in {stores.redact(tracking_uri)}" if experiment else ""
     if value == "last":
-        runs = []
-        if experiment is not None:
-            runs = client.search_runs(
-                [experiment.experiment_id],
-                filter_string=f"tags.`{OUTPUT_DIR_TAG}` LIKE '%'",
-                order_by=["attributes.start_time DESC"],
-                max_results=1,
-            )
-        if not runs:
+        run = _latest(client, experiment, f"tags.`{OUTPUT_DIR_TAG}` LIKE '%'")
+        if run is None:
             raise ConfigError("resume", f"no run to resume in {where or stores.redact(tracking_uri)}")
-        return runs[0]
+        return run
     try:
         return client.get_run(value)
     except Exception:
