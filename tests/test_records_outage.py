@@ -20,14 +20,13 @@ ARGS = [
     "data.length=6000",
     f"trainer.max_epochs={EPOCHS}",
     "trainer.early_stopping.enabled=false",
-    "logger.sync_timeout=5",
 ]
 
 
-def _train(uri: str, cwd: Path) -> subprocess.Popen[str]:
+def _train(uri: str, cwd: Path, sync_timeout: float = 5) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "CI": "true"}
     return subprocess.Popen(
-        [sys.executable, "-m", "rnnlab", *ARGS, f"logger.tracking_uri={uri}"],
+        [sys.executable, "-m", "rnnlab", *ARGS, f"logger.tracking_uri={uri}", f"logger.sync_timeout={sync_timeout}"],
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
@@ -46,9 +45,11 @@ def _spooled_epochs(cwd: Path) -> int:
     return n
 
 
-def _train_and_kill_the_server_at_epoch_2(uri: str, cwd: Path, server: subprocess.Popen[str]) -> subprocess.Popen[str]:
+def _train_and_kill_the_server_at_epoch_2(
+    uri: str, cwd: Path, server: subprocess.Popen[str], sync_timeout: float = 5
+) -> subprocess.Popen[str]:
     """A training job whose server is SIGKILLed once two epochs are spooled; the job goes on."""
-    job = _train(uri, cwd)
+    job = _train(uri, cwd, sync_timeout)
     while _spooled_epochs(cwd) < 2 and job.poll() is None:
         time.sleep(0.1)
     stop_process(server, signal.SIGKILL)
@@ -71,7 +72,9 @@ def test_server_killed_mid_run_costs_no_training_time_and_loses_nothing(tmp_path
     healthy_dir = tmp_path / "healthy"
     healthy_dir.mkdir()
     started = time.perf_counter()
-    healthy = _train(uri, healthy_dir)
+    # the end of a run waits for the store only while records are left, so a long sync_timeout costs
+    # a healthy run nothing; a short one would fail on a loaded machine where the last upload is slow
+    healthy = _train(uri, healthy_dir, sync_timeout=60)
     _out, err = healthy.communicate(timeout=600)
     healthy_seconds = time.perf_counter() - started
     assert healthy.returncode == 0, err[-3000:]
@@ -79,7 +82,7 @@ def test_server_killed_mid_run_costs_no_training_time_and_loses_nothing(tmp_path
     outage_dir = tmp_path / "outage"
     outage_dir.mkdir()
     started = time.perf_counter()
-    job = _train_and_kill_the_server_at_epoch_2(uri, outage_dir, server)
+    job = _train_and_kill_the_server_at_epoch_2(uri, outage_dir, server, sync_timeout=60)
     killed_at = time.perf_counter()
     time.sleep(max(0.0, 3 - (time.perf_counter() - killed_at)))
     server = start_mlflow_server(store, port)
@@ -90,8 +93,8 @@ def test_server_killed_mid_run_costs_no_training_time_and_loses_nothing(tmp_path
         assert "does not answer; training goes on" in out + err
         assert "did not answer" not in out + err, "the server was back before training ended"
         # training went on while the server was down: no more than 1.3x the healthy run, plus the
-        # bounded wait at the end (logger.sync_timeout) and the server's restart
-        assert outage_seconds <= 1.3 * healthy_seconds + 5 + 15, (outage_seconds, healthy_seconds)
+        # the server's restart and the records kept meanwhile, sent once it is back
+        assert outage_seconds <= 1.3 * healthy_seconds + 20, (outage_seconds, healthy_seconds)
         client = MlflowClient(uri)
         runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
         outage_run = next(r for r in runs if r.info.run_id not in {_only_id(healthy_dir)})
