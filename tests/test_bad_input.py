@@ -17,7 +17,7 @@ SWEEP = ["-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2"]
 CASES: list[tuple[list[str], str, str | None]] = [
     # unknown plugins and presets, every group
     (["backbone=lstn"], "backbone: unknown backbone 'lstn'", "valid choices: gru, lstm, rnn"),
-    (["data=weather"], "data: unknown data 'weather'", "csv, sine, temperature"),
+    (["data=weather"], "data: unknown data 'weather'", "csv, electricity, sine, temperature"),
     (["regularizer=[dropou]"], "regularizer: unknown regularizer 'dropou'", "ar_tar, dropout"),
     (["optimizer=adagrad"], "optimizer: unknown optimizer 'adagrad'", "adam, adamw, sgd"),
     (["scheduler=linear"], "scheduler: unknown scheduler 'linear'", "cosine, plateau, step"),
@@ -85,8 +85,8 @@ CASES: list[tuple[list[str], str, str | None]] = [
     (["trainer.gradient_clip_val=inf"], "trainer.gradient_clip_val: must be a finite number", None),
     (["data.val_fraction=-inf"], "data.val_fraction: must be a finite number", None),
     # metrics the task does not produce
-    (["monitor=val/acc"], "monitor: 'temperature' does not log 'val/acc'", "val/loss, val/mae, val/rmse"),
-    (["scheduler=plateau", "scheduler.monitor=val/acc"], "scheduler.monitor: 'temperature' does not log", None),
+    (["monitor=val/acc"], "monitor: 'electricity' does not log 'val/acc'", "val/loss, val/mae, val/rmse"),
+    (["scheduler=plateau", "scheduler.monitor=val/acc"], "scheduler.monitor: 'electricity' does not log", None),
     ([*SWEEP, "hydra.sweeper.objective=val/acc"], "hydra.sweeper.objective: train() does not return 'val/acc'", None),
     # tracking URIs
     (
@@ -103,8 +103,15 @@ CASES: list[tuple[list[str], str, str | None]] = [
     # unknown keys, with or without +, listing the keys of the plugin actually selected
     (["backbone.hiden_size=3"], "backbone.hiden_size: unknown key", "valid keys: bidirectional, dropout"),
     (["+backbone.nonexistent_key=1"], "backbone.nonexistent_key: unknown key", "hidden_size"),
-    (["foo=1"], "foo: unknown key", "valid keys: backbone, data"),
-    (["+foo=1"], "foo: unknown key", "valid keys: backbone, data"),
+    (["foo=1"], "foo: unknown key", "valid keys: backbone, baseline, data"),
+    # baselines and the forecasting options of the model
+    (["baseline=[persistance]"], "baseline: unknown baseline 'persistance'", "valid choices: drift, linear_ar"),
+    (["baseline.seasonal_naive.season=-1"], "baseline.seasonal_naive.season: must be >= 0", None),
+    (["data.season=-2"], "data.season: must be >= 0", None),
+    (["model.target=delta"], "model.target: invalid value 'delta'", "valid choices: auto, change, level"),
+    (["model.normalize=batch"], "model.normalize: invalid value 'batch'", "none, revin"),
+    (["model.target=level", "model.difference=true"], "model.difference: the backbone then reads changes", None),
+    (["+foo=1"], "foo: unknown key", "valid keys: backbone, baseline, data"),
     (["trainer.max_epoch=3"], "trainer.max_epoch: unknown key", "max_epochs"),
     (["backbone=gru", "backbone.bidirectinal=true"], "backbone.bidirectinal: unknown key", "bidirectional"),
     (["data=sine", "data.city=sf"], "data.city: unknown key", "period"),

@@ -21,6 +21,10 @@ OVERRIDES = (
     "trainer.devices=1",
     "logger.log_model=false",
     "seed=42",
+    # 0.1.0 had no forecasting options: a model without them (today they are on for forecasting)
+    "model.target=level",
+    "model.difference=false",
+    "model.linear_skip=false",
 )
 
 

@@ -111,7 +111,7 @@ def test_wheels_in_a_fresh_venv_with_a_third_party_plugin_package(tmp_path: Path
     out = _ok(
         rnnlab("backbone=gru", "trainer.max_epochs=1", "trainer.limit_train_batches=0.1", "logger.log_model=false")
     )
-    assert "gru on temperature" in out
+    assert "gru on electricity" in out
 
     # the example's own tests, as its author runs them, on the installed package
     tests = _run([python, "-m", "pytest", "-q"], source / "examples" / "rnnlab-indrnn")

@@ -190,12 +190,16 @@ def test_a_non_finite_result_ends_the_run_failed_in_one_line():
     from types import SimpleNamespace
 
     import pytest
+    from omegaconf import OmegaConf
 
-    from rnnlab.report import NonFiniteResult, collect_metrics
+    from rnnlab.report import NonFiniteResult, collect
 
     trainer = SimpleNamespace(checkpoint_callback=SimpleNamespace(best_model_score=None), current_epoch=2)
-    dm = SimpleNamespace(baseline=lambda: {"test/mae": math.nan})
-    cfg = SimpleNamespace(monitor="val/loss")
-    with pytest.raises(NonFiniteResult, match=r"^baseline/test/mae is nan \(and 1 more\): the model or the data"):
-        collect_metrics(cfg, trainer, {"test/mae": math.inf, "test/rmse": 1.0}, dm, 0.0)
-    assert collect_metrics(cfg, trainer, {"test/mae": 1.0}, SimpleNamespace(baseline=dict), 0.0)["test/mae"] == 1.0
+    cfg = OmegaConf.create({"monitor": "val/loss", "baseline": {}})
+
+    def dm(scores):
+        return SimpleNamespace(predict_with=lambda net, split: None, score=lambda pred, split: scores)
+
+    with pytest.raises(NonFiniteResult, match=r"^test/mae is inf \(and 1 more\): the model or the data"):
+        collect(cfg, trainer, {"test/mae": math.inf, "test/rmse": 1.0}, dm({"smape": math.nan}), None, 0.0)
+    assert collect(cfg, trainer, {"test/mae": 1.0}, dm({}), None, 0.0).metrics["test/mae"] == 1.0

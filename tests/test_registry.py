@@ -36,8 +36,9 @@ def test_every_plugin_is_an_option_whose_composed_defaults_are_its_schemas(kind,
     """The schema is the one home of a plugin's defaults: what composes is exactly the dataclass."""
     schema = REGISTRIES[kind].schema(name)
     assert name in list_groups()[kind]
-    cfg = compose([f"regularizer=[{name}]" if kind == "regularizer" else f"{kind}={name}"])
-    node = cfg.regularizer[name] if kind == "regularizer" else cfg[kind]
+    many = REGISTRIES[kind].many
+    cfg = compose([f"{kind}=[{name}]" if many else f"{kind}={name}"])
+    node = cfg[kind][name] if many else cfg[kind]
     assert OmegaConf.get_type(node) is schema
     assert OmegaConf.to_container(node) == OmegaConf.to_container(OmegaConf.structured(schema))
     assert node.name == name

@@ -19,9 +19,10 @@ from rnnlab_plugins.regularizers.dropout import DropoutRegularizer
 from torch import Tensor
 
 from rnnlab import testing
+from rnnlab.baseline import Baseline
 from rnnlab.registry import REGISTRIES
 from rnnlab.regularizer import Regularizer
-from rnnlab.schemas import PluginConfig
+from rnnlab.schemas import BaselineConfig, PluginConfig
 
 HERE = __name__  # the broken plugins' ``impl`` is "<this module>:<Class>"
 
@@ -207,6 +208,31 @@ class MisdescribedDataModule(SineDataModule):
         return dataclasses.replace(super().task(), input_size=2)  # the windows have one column
 
 
+@dataclass
+class PeekingConfig(BaselineConfig):
+    name: str = "peeking"
+    impl: ClassVar[str] = f"{HERE}:PeekingBaseline"
+
+
+class PeekingBaseline(Baseline):
+    """Forecasts with the mean of the whole series: it reads the future."""
+
+    def predict(self, dm: Any, split: str = "test") -> Any:
+        mean = dm.history()[:, 0].mean()
+        return mean + 0 * dm.targets(split)
+
+
+@dataclass
+class MisshapenConfig(BaselineConfig):
+    name: str = "misshapen"
+    impl: ClassVar[str] = f"{HERE}:MisshapenBaseline"
+
+
+class MisshapenBaseline(Baseline):
+    def predict(self, dm: Any, split: str = "test") -> Any:
+        return dm.targets(split)[:, :1]  # one step of two
+
+
 BROKEN = [
     ("backbone", LyingConfig, "features have shape"),
     ("backbone", StatelessConfig, "two chunks with the final state handed over differ"),
@@ -221,6 +247,8 @@ BROKEN = [
     ("regularizer", VectorPenaltyConfig, "penalty must be a scalar"),
     ("data", PromisingConfig, "metrics() declares ['mape']"),
     ("data", MisdescribedConfig, "inputs have shape"),
+    ("baseline", PeekingConfig, "(the baseline reads the future, or its fit reads the test split)"),
+    ("baseline", MisshapenConfig, "predictions (119, 1), targets (119, 2)"),
 ]
 
 
@@ -236,7 +264,9 @@ def test_a_broken_plugin_fails_with_a_message_that_says_why(kind, schema, messag
 
 
 def test_check_plugin_refuses_an_unknown_kind():
-    with pytest.raises(ValueError, match="unknown plugin kind 'optimizer'; valid: backbone, data, regularizer"):
+    with pytest.raises(
+        ValueError, match="unknown plugin kind 'optimizer'; valid: backbone, data, regularizer, baseline"
+    ):
         testing.check_plugin("optimizer", GRUConfig)
 
 

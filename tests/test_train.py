@@ -64,7 +64,7 @@ def test_model_beats_persistence_on_sine(small_cfg):
             "data.noise=0.02",
         )
     )
-    assert metrics["test/rmse"] < metrics["baseline/test/rmse"]
+    assert metrics["test/rmse"] < metrics["baseline/persistence/test/rmse"]
 
 
 def test_same_seed_gives_identical_metrics(small_cfg, workdir):

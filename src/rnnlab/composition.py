@@ -21,6 +21,7 @@ USER_GROUPS = (
     "backbone",
     "data",
     "regularizer",
+    "baseline",
     "optimizer",
     "scheduler",
     "trainer",
@@ -37,7 +38,7 @@ def register_schemas() -> None:
 
     The schema is the one home of a plugin's defaults: ``backbone=gru`` selects ``GRUConfig`` itself,
     so a plugin needs no YAML, and Hydra checks every value and override against the dataclass.
-    Regularizers go to the package ``regularizer.<name>``, so ``regularizer=[a,b]`` composes a dict.
+    Regularizers and baselines go to the package ``<kind>.<name>``, so ``regularizer=[a,b]`` composes a dict.
     """
     global _registered
     if _registered:
@@ -48,7 +49,7 @@ def register_schemas() -> None:
     cs.store(name="rnnlab_train_schema", node=schemas.TrainConfig, provider="rnnlab")
     for kind, registry in REGISTRIES.items():
         for name in registry.names():
-            package = f"{kind}.{name}" if kind == "regularizer" else None
+            package = f"{kind}.{name}" if registry.many else None
             cs.store(group=kind, name=name, node=registry.schema(name), package=package, provider="rnnlab")
     for group, options in (
         ("optimizer", schemas.OPTIMIZERS),

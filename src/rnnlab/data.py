@@ -75,8 +75,8 @@ class InMemoryDataModule(pl.LightningDataModule):
     """Base of every data module plugin.
 
     Subclasses fill ``self.splits`` ({"train"|"val"|"test": (inputs, targets, ...)}) in ``setup``
-    and describe the task in ``task()``. ``baseline()`` may return reference metrics on the test split
-    (e.g. naive persistence) that the results table prints beside the model's.
+    and describe the task in ``task()``. ``score(predictions, split)`` may score any method's predictions
+    on a split (the model's and every baseline plugin's), for the results table.
 
     Constructor contract: rnnlab builds a data module as ``Impl(**schema.kwargs(), shuffle_seed=seed)``
     (``Registry.build``): every field of its schema (a :class:`rnnlab.schemas.DataConfig`) as a keyword
@@ -93,8 +93,29 @@ class InMemoryDataModule(pl.LightningDataModule):
     def task(self) -> TaskSpec:
         raise NotImplementedError
 
-    def baseline(self) -> dict[str, float]:
+    def score(self, predictions: Any, split: str = "test") -> dict[str, float]:
+        """The task's scores of ``predictions`` (as ``predict_with`` gives them) on ``split``; the model
+        and every baseline go through it. A module without scores of its own returns {}."""
         return {}
+
+    def predict_with(self, net: Any, split: str = "test") -> Any:
+        """``net``'s outputs (original units for regression) for every sample of ``split``, in order,
+        as a float64 numpy array; batched by ``eval_batch_size``, without gradients."""
+        import numpy as np
+
+        if not self.splits:
+            self.setup("fit")
+        was_training = net.training
+        net.eval()
+        device = next(net.parameters()).device
+        outs = []
+        with torch.no_grad():
+            for batch in TensorBatches(self.splits[split], self.eval_batch_size):
+                x = batch[0].to(device)
+                lengths = batch[2].to(device) if len(batch) > 2 else None
+                outs.append((net(x) if lengths is None else net(x, lengths)).double().cpu())
+        net.train(was_training)
+        return np.asarray(torch.cat(outs).numpy())
 
     def describe(self) -> dict[str, int]:
         """Sample counts per split, for the log and the run's params."""

@@ -20,11 +20,13 @@ from rnnlab.errors import ConfigError
 
 
 class Registry:
-    """Name -> schema for one plugin kind (``backbone``, ``data``, ``regularizer``)."""
+    """Name -> schema for one plugin kind (``backbone``, ``data``, ``regularizer``, ``baseline``)."""
 
-    def __init__(self, kind: str, group: str) -> None:
+    def __init__(self, kind: str, group: str, *, many: bool = False) -> None:
         self.kind = kind  # also the Hydra config group: conf/<kind>/<name>.yaml
         self.group = group  # entry-point group
+        # many: a run takes a list of them (``regularizer=[a,b]``), composed into a dict by name
+        self.many = many
         self._schemas: dict[str, type] | None = None
 
     def _entries(self) -> dict[str, type]:
@@ -81,6 +83,7 @@ class Registry:
 
 backbones = Registry("backbone", "rnnlab.backbones")
 data_modules = Registry("data", "rnnlab.data")
-regularizers = Registry("regularizer", "rnnlab.regularizers")
+regularizers = Registry("regularizer", "rnnlab.regularizers", many=True)
+baselines = Registry("baseline", "rnnlab.baselines", many=True)
 
-REGISTRIES: dict[str, Registry] = {r.kind: r for r in (backbones, data_modules, regularizers)}
+REGISTRIES: dict[str, Registry] = {r.kind: r for r in (backbones, data_modules, regularizers, baselines)}

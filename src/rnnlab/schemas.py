@@ -81,6 +81,11 @@ class DataConfig(PluginConfig):
         """Metric names the task logs per split (``val/<name>``, ``test/<name>``); ``loss`` always."""
         return ("loss",)
 
+    def scores(self) -> tuple[str, ...]:
+        """The names the data module's ``score()`` gives on the test split, for the model and each
+        baseline (``test/<name>``, ``baseline/<baseline>/test/<name>``); () if it scores nothing."""
+        return ()
+
 
 @dataclass
 class SeriesConfig(DataConfig):
@@ -97,6 +102,9 @@ class SeriesConfig(DataConfig):
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     scaling: str = "standard"
+    # steps per seasonal cycle (24 for hourly data with a daily cycle); 0: none. MASE is scaled by
+    # the seasonal naive error at this lag (1 without a season); seasonal_naive forecasts with it.
+    season: int = 0
     batch_size: int = 64
     eval_batch_size: int = 512
 
@@ -112,11 +120,24 @@ class SeriesConfig(DataConfig):
                 f"val_fraction + test_fraction must be < 1, got {self.val_fraction} + {self.test_fraction}",
             )
         check_choice(self, "scaling", ("standard", "minmax", "none"))
+        check_range(self, "season", ge=0)
         check_range(self, "batch_size", ge=1)
         check_range(self, "eval_batch_size", ge=1)
 
     def metrics(self) -> tuple[str, ...]:
         return ("loss", "mae", "rmse")
+
+    def scores(self) -> tuple[str, ...]:
+        steps = (
+            [f"{m}_step{k}" for k in range(1, self.horizon + 1) for m in ("mae", "rmse")] if self.horizon > 1 else []
+        )
+        return ("mae", "rmse", "mase", "smape", *steps)
+
+
+@dataclass
+class BaselineConfig(PluginConfig):
+    """Base of baseline schemas (:mod:`rnnlab.baseline`): ``baseline=[persistence,linear_ar]`` picks
+    them, ``baseline.<name>.<option>=...`` sets their options."""
 
 
 # ----------------------------------------------------------------------------- optimizers
@@ -322,12 +343,48 @@ class TrialConfig:
 
 @dataclass
 class ModelConfig:
-    """The head on top of the backbone; its output size and readout come from the TaskSpec."""
+    """The head on top of the backbone; its output size and readout come from the TaskSpec.
+
+    The other options are for forecasting tasks only (``rnnlab.model.SequenceNet`` has the details);
+    each lives inside the network, which still takes the scaled windows and returns original units.
+    """
 
     head_hidden: int = 0  # 0: a single linear layer; >0: Linear-ReLU-Linear with this width
+    # The forecasting defaults were chosen by measurement (docs/forecasting.md): with all three on,
+    # the LSTM beat linear AR on 8 of 8 real series; "auto" / None: on for a forecasting task
+    # (``TaskSpec.forecast``), off for any other.
+    # level: predict the target values; change: their change from the last observed value
+    target: str = "auto"
+    # none, or revin: reversible instance normalization (each window by its own mean and std)
+    normalize: str = "none"
+    # the backbone reads first differences of the inputs (needs target=change or normalize=revin)
+    difference: bool | None = None
+    # a linear map from the window's lags to the horizon, added to the output (LSTNet's highway),
+    # fixed at the ridge fit of the linear AR baseline, the head at zero: the net learns the residual
+    linear_skip: bool | None = None
 
     def __post_init__(self) -> None:
         check_range(self, "head_hidden", ge=0)
+        check_choice(self, "target", ("auto", "level", "change"))
+        check_choice(self, "normalize", ("none", "revin"))
+        if self.difference and self.target == "level" and self.normalize != "revin":
+            raise ConfigError(
+                "difference",
+                "the backbone then reads changes only, and the level is lost: set model.target=change "
+                "(predict the change from the last value) or model.normalize=revin (add the window's mean back)",
+            )
+
+    def resolved(self, forecast: bool) -> ModelConfig:
+        """The options for a task: "auto" and None become the forecasting defaults (target=change,
+        difference and linear_skip on) for a forecasting task, and off for any other."""
+        target = self.target if self.target != "auto" else ("change" if forecast else "level")
+        return ModelConfig(
+            head_hidden=self.head_hidden,
+            target=target,
+            normalize=self.normalize,
+            difference=forecast if self.difference is None else self.difference,
+            linear_skip=forecast if self.linear_skip is None else self.linear_skip,
+        )
 
 
 @dataclass
@@ -337,6 +394,8 @@ class TrainConfig:
     backbone: Any = MISSING
     data: Any = MISSING
     regularizer: dict[str, Any] = field(default_factory=dict)
+    # Reference methods scored beside the model on the same test windows (those that fit the task)
+    baseline: dict[str, Any] = field(default_factory=dict)
     optimizer: Any = MISSING
     scheduler: Any = None
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -15,7 +15,10 @@ subclasses :class:`rnnlab.schemas.SeriesConfig` (adds the module's own options):
             return values, ["sunspots"]  # (T,) or (T, C), column 0 is the target
 
 The base does the rest: chronological train | val | test split, scaling fitted on the training part,
-sliding windows, the TaskSpec, and the persistence baseline on the same test windows.
+sliding windows, the TaskSpec, and the scores of any forecast of the test windows in original units
+(``score``: MAE, RMSE, MASE, sMAPE, per step for horizon > 1), which the model and every baseline
+plugin (:mod:`rnnlab.baseline`) go through. ``season`` (steps per seasonal cycle, 0 for none) sets
+MASE's scale and the seasonal naive baseline; a module sets its own default in its schema.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import logging
 import numpy as np
 import torch
 
+from rnnlab import forecast
 from rnnlab.data import InMemoryDataModule
 from rnnlab.errors import ConfigError
 from rnnlab.task import TaskSpec
@@ -41,10 +45,12 @@ class SeriesDataModule(InMemoryDataModule):
     The series is split chronologically into train | val | test by target time. A window's inputs
     may reach back into the previous split (as they would in deployment); its targets never do.
     The scaler is fitted on the training part alone. Metrics are reported in original units, next
-    to the naive persistence forecast (the last observed value) on the same test windows.
+    to every applicable baseline's on the same test windows.
     """
 
     units = ""
+    # the score that ranks baselines and the verdict (rnnlab.report)
+    primary_metric = "rmse"
 
     def __init__(
         self,
@@ -55,6 +61,7 @@ class SeriesDataModule(InMemoryDataModule):
         val_fraction: float,
         test_fraction: float,
         scaling: str,
+        season: int,
         batch_size: int,
         eval_batch_size: int,
         shuffle_seed: int = 0,
@@ -67,6 +74,9 @@ class SeriesDataModule(InMemoryDataModule):
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.scaling = scaling
+        self.season = season
+        self._origins: dict[str, np.ndarray] = {}
+        self._n_train = 0
         self._mean = np.zeros(1)
         self._scale = np.ones(1)
         self._n_columns = 0
@@ -105,13 +115,15 @@ class SeriesDataModule(InMemoryDataModule):
         scaled = (values - self._mean) / self._scale
         self._n_columns = values.shape[1]
         self._raw = values
+        self._n_train = n_train
         bounds = {
             "train": (self.window, n_train),
             "val": (n_train, n_train + n_val),
             "test": (n_train + n_val, n),
         }
         for split, (start, stop) in bounds.items():
-            x, y = self._windows(scaled, start, stop)
+            self._origins[split] = np.arange(max(start, self.window), stop - self.horizon + 1, self.stride)
+            x, y = self._windows(scaled, self._origins[split])
             self.splits[split] = (x, y)
         log.info(
             "series %s: %d points, %d columns; windows %s",
@@ -142,9 +154,8 @@ class SeriesDataModule(InMemoryDataModule):
         if n_train > 0 and np.ptp(target[:n_train]) == 0:
             log.warning("the target is constant on the training split; the model can only learn that constant")
 
-    def _windows(self, scaled: np.ndarray, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Windows whose first target step t lies in [start, stop - horizon]."""
-        t = np.arange(max(start, self.window), stop - self.horizon + 1, self.stride)
+    def _windows(self, scaled: np.ndarray, t: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The windows whose first target steps are ``t``: inputs (N, W, C), targets (N, horizon)."""
         steps = np.arange(-self.window, 0)
         x = scaled[t[:, None] + steps[None, :]]  # (N, W, C)
         y = scaled[t[:, None] + np.arange(self.horizon)[None, :], 0]  # (N, horizon)
@@ -162,13 +173,48 @@ class SeriesDataModule(InMemoryDataModule):
             target_scale=(float(self._scale[0]),) * self.horizon,
             target_shift=(float(self._mean[0]),) * self.horizon,
             units=self.units,
+            forecast=True,
         )
 
-    def baseline(self) -> dict[str, float]:
-        """Persistence: every future step equals the last observed value, on the test windows."""
-        x, y = self.splits["test"]
-        scale, shift = float(self._scale[0]), float(self._mean[0])
-        last = x[:, -1, 0:1].double() * scale + shift  # (N, 1)
-        target = y.double() * scale + shift  # (N, horizon)
-        err = last - target
-        return {"test/mae": float(err.abs().mean()), "test/rmse": float(err.pow(2).mean().sqrt())}
+    # -- what baselines and scores read: the series in original units ------------------------------
+
+    def history(self) -> np.ndarray:
+        """The whole series in original units, (T, C), column 0 the target. A forecast for origin t
+        may read rows before t only (``origins``)."""
+        if not self.splits:
+            self.setup("fit")
+        return self._raw
+
+    def origins(self, split: str) -> np.ndarray:
+        """Each window's first target step (a row of ``history()``), in window order."""
+        if not self.splits:
+            self.setup("fit")
+        return self._origins[split]
+
+    def train_end(self) -> int:
+        """The first row after the training part: fits may read rows before it."""
+        if not self.splits:
+            self.setup("fit")
+        return self._n_train
+
+    def targets(self, split: str) -> np.ndarray:
+        """The split's targets in original units: (N, horizon)."""
+        t = self.origins(split)
+        return self._raw[t[:, None] + np.arange(self.horizon)[None, :], 0]
+
+    def scale_target(self, values: np.ndarray) -> np.ndarray:
+        return (values - self._mean[0]) / self._scale[0]
+
+    def unscale_target(self, values: np.ndarray) -> np.ndarray:
+        return values * self._scale[0] + self._mean[0]
+
+    def mase_scale(self) -> float:
+        """MASE's denominator: the in-sample seasonal naive MAE on the training part."""
+        return forecast.mase_scale(self.history()[: self.train_end(), 0], self.season)
+
+    def score(self, predictions: np.ndarray, split: str = "test") -> dict[str, float]:
+        """Forecast scores of ``predictions`` (N, horizon), original units, against ``split``'s targets."""
+        return forecast.scores(predictions, self.targets(split), self.mase_scale())
+
+    def describe(self) -> dict[str, int]:
+        return {**super().describe(), "season": self.season}

@@ -22,6 +22,9 @@ class TaskSpec:
     target_scale: tuple[float, ...] | None = None  # one per output; None: the targets are unscaled
     target_shift: tuple[float, ...] | None = None
     units: str = ""  # of the original target, for the results table (e.g. "degF")
+    # Forecasting: input column 0 is the target itself, scaled as the targets are, its last step the
+    # last observed value (what model.target=change and model.linear_skip build on)
+    forecast: bool = False
 
     def __post_init__(self) -> None:
         if self.target not in ("last", "per_step"):

@@ -46,7 +46,22 @@ def build(cfg: DictConfig) -> tuple[Any, Any]:
     task = dm.task()
     backbone = backbones.build(plugins.backbone, input_size=task.input_size)
     regs = [regularizers.build(reg) for reg in plugins.regularizers]
-    net = SequenceNet(backbone, task, regs, head_hidden=cfg.model.head_hidden)
+    options = plugins.config.model.resolved(task.forecast)
+    net = SequenceNet(
+        backbone,
+        task,
+        regs,
+        head_hidden=options.head_hidden,
+        target=options.target,
+        normalize=options.normalize,
+        difference=options.difference,
+        linear_skip=options.linear_skip,
+        window=int(dm.splits["train"][0].shape[1]) if options.linear_skip else None,
+    )
+    if options.linear_skip:  # the linear AR's ridge fit, on the training windows only
+        (x_train, y_train), (x_val, y_val) = (dm.splits[split][:2] for split in ("train", "val"))
+        alpha = net.init_linear_skip(x_train, y_train, x_val, y_val)
+        log.info("model.linear_skip: started at the ridge fit (alpha %g chosen on validation)", alpha)
     optimizer = instantiate(cfg.optimizer)
     scheduler, interval, monitor = None, "epoch", None
     if cfg.get("scheduler") is not None:
@@ -77,8 +92,53 @@ def _callbacks(cfg: DictConfig, ckpt_dir: Path, run: Any) -> list[Any]:
             if trainer.is_global_zero:
                 run.flush()
 
+    class _Checkpoint(ModelCheckpoint):
+        """ModelCheckpoint that, with ``score_start``, makes the untrained state a candidate for the
+        best checkpoint: a fresh fit (not a resumed one) validates once before its first step and
+        saves that state as the best so far. With ``model.linear_skip`` the untrained net is the
+        linear AR, so the tested (best on validation) model cannot be worse than it on validation.
+
+        The start is scored silently: the other callbacks (progress, early stopping, pruning) see
+        no extra validation; the logger gets its metrics at step 0. ``last.ckpt`` is written after
+        every epoch, improved or not."""
+
+        def __init__(self, *args: Any, score_start: bool = False, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.score_start = score_start
+
+        def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+            super().on_train_start(trainer, module)  # Lightning calls checkpoint callbacks last
+            if not self.score_start or trainer.ckpt_path is not None or trainer.global_step > 0:
+                return
+            hooks: Any = trainer  # Trainer.callbacks is set at run time, unknown to mypy
+            others, hooks.callbacks = hooks.callbacks, []
+            try:
+                trainer.validating = True  # what Lightning's epoch loop does around its validation
+                trainer.fit_loop.epoch_loop.val_loop.run()
+            finally:
+                trainer.training = True
+                hooks.callbacks = others
+            if self.monitor in trainer.callback_metrics:
+                self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
+
+        # Lightning 2.6 writes last.ckpt only along with a new best checkpoint; a resumed run must go
+        # on from the last epoch, so it is written after every epoch (where the base saves).
+        def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+            super().on_train_epoch_end(trainer, module)
+            if self._should_save_on_train_epoch_end(trainer):
+                self._save_last(trainer)
+
+        def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+            super().on_validation_end(trainer, module)
+            if not self._should_save_on_train_epoch_end(trainer):
+                self._save_last(trainer)
+
+        def _save_last(self, trainer: pl.Trainer) -> None:
+            if not self._should_skip_saving_checkpoint(trainer):  # skipped too if saved at this step
+                self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
     callbacks: list[Any] = [
-        ModelCheckpoint(
+        _Checkpoint(
             dirpath=ckpt_dir,
             filename="best",
             monitor=cfg.monitor,
@@ -86,6 +146,7 @@ def _callbacks(cfg: DictConfig, ckpt_dir: Path, run: Any) -> list[Any]:
             save_top_k=1,
             save_last=True,
             auto_insert_metric_name=False,
+            score_start=bool(cfg.model.linear_skip),
         ),
         _FlushMetrics(),
     ]
@@ -120,7 +181,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit and test the model ``cfg`` describes; return its metrics.
 
     Keys: ``test/<metric>`` (on the best checkpoint), ``<monitor>`` (that checkpoint's value, e.g.
-    ``val/loss``), ``baseline/test/<metric>`` (e.g. naive persistence), ``epochs``, ``train_seconds``.
+    ``val/loss``), ``baseline/<name>/test/<metric>`` for every applicable baseline plugin,
+    ``baseline/test/<metric>`` (the best baseline's), ``epochs``, ``train_seconds``.
     The MLflow run is ended FINISHED, FAILED if anything raises, or KILLED by SIGINT / SIGTERM
     (``rnnlab.lifecycle.Interrupted`` is raised then).
     """
@@ -144,9 +206,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.fit(model, datamodule=dm, ckpt_path=checkpoint, weights_only=True)
         best = trainer.checkpoint_callback.best_model_path or None
         tested = trainer.test(model, datamodule=dm, ckpt_path=best, weights_only=True, verbose=False)[0]
-        metrics = report.collect_metrics(cfg, trainer, tested, dm, started)
-        report.log_results(life.run, cfg, metrics, trainer, model, dm)
-        return metrics
+        results = report.collect(cfg, trainer, tested, dm, model.net, started)
+        report.log_results(life.run, cfg, results, trainer, model, dm, out_dir)
+        return results.metrics
 
 
 def _quiet() -> None:

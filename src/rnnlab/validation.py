@@ -26,6 +26,7 @@ class Validated:
     backbone: Any
     data: Any
     regularizers: tuple[Any, ...]
+    baselines: dict[str, Any]
 
 
 def _locate(node: Any, path: str) -> ConfigError | None:
@@ -50,9 +51,9 @@ def validate(cfg: DictConfig) -> Validated:
     """Check every plugin name against its registry and every value against its schema, and return
     the schema objects (``Registry.build`` takes them as they are). Raises ConfigError naming the key."""
     for kind, registry in REGISTRIES.items():
-        if kind == "regularizer":
-            for key, node in (cfg.get("regularizer") or {}).items():
-                _check_plugin(registry, node, f"regularizer.{key}")
+        if registry.many:
+            for key, node in (cfg.get(kind) or {}).items():
+                _check_plugin(registry, node, f"{kind}.{key}")
         elif cfg.get(kind) is not None:
             _check_plugin(registry, cfg[kind], kind)
     _check_keys(cfg, "")
@@ -70,6 +71,7 @@ def validate(cfg: DictConfig) -> Validated:
         backbone=getattr(obj, "backbone", None),
         data=getattr(obj, "data", None),
         regularizers=tuple((getattr(obj, "regularizer", None) or {}).values()),
+        baselines=dict(getattr(obj, "baseline", None) or {}),
     )
     _check_monitor(validated)
     return validated
@@ -105,9 +107,10 @@ def monitors(validated: Validated) -> list[str]:
 def returned_metrics(validated: Validated) -> list[str]:
     """The keys of the dict ``train()`` returns (what a sweep's ``objective`` may name)."""
     metrics = validated.data.metrics() if hasattr(validated.data, "metrics") else ("loss",)
+    scores = validated.data.scores() if hasattr(validated.data, "scores") else ()
     return sorted(
-        {f"test/{m}" for m in metrics}
-        | {f"baseline/test/{m}" for m in metrics if m != "loss"}
+        {f"test/{m}" for m in (*metrics, *scores)}
+        | {f"baseline/{b}test/{m}" for m in scores for b in ("", *(f"{n}/" for n in validated.baselines))}
         | {validated.config.monitor, "epochs", "train_seconds"}
     )
 

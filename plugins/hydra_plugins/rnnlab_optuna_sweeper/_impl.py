@@ -355,6 +355,8 @@ class OptunaSweeperImpl:
             try:
                 if error is not None:
                     self.storage.set_trial_system_attr(trial._trial_id, ERROR_ATTR, error[:2000])
+                for key, value in self.objectives.baselines(ret).items():  # for the sweep's verdict
+                    trial.set_user_attr(key, value)
                 self.study.tell(trial, values=values, state=state)
             except (optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError) as e:
                 log.warning("trial %d: result dropped, the trial was finished elsewhere (%s)", trial.number, e)

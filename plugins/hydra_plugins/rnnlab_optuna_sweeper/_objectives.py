@@ -100,5 +100,18 @@ class Objectives:
             values.append(value)
         return TrialState.COMPLETE, values, None
 
+    def baselines(self, ret: JobReturn) -> dict[str, float]:
+        """The baselines' values of the first objective in a completed job's metrics:
+        ``{"baseline/<name>/test/rmse": value}`` for objective ``test/rmse``; {} for anything else."""
+        result = ret._return_value if ret.status == JobStatus.COMPLETED else None
+        if self.from_return or not isinstance(result, Mapping):
+            return {}
+        suffix = "/" + self.names[0]
+        return {
+            str(k): float(v)
+            for k, v in result.items()
+            if str(k).startswith("baseline/") and str(k).endswith(suffix) and str(k).count("/") > 2
+        }
+
     def describe(self, values: Sequence[float]) -> str:
         return ", ".join(f"{o}={v:.6g}" for o, v in zip(self.names, values, strict=True))

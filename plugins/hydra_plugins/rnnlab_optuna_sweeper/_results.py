@@ -130,6 +130,11 @@ class SweepRecord:
             metrics.append(Metric(f"best/{self.objectives.names[0]}", float(best.value), now, finished))  # type: ignore[arg-type]
             tags.append(RunTag("best.trial_number", str(best.number)))
             tags += [RunTag(f"best.{k}", str(v)[:5000]) for k, v in best.params.items()]
+            compared = self.baselines(best)
+            if compared:
+                metric = self.objectives.names[0]
+                metrics += [Metric(f"best/baseline/{n}/{metric}", v, now, finished) for n, v in compared[0].items()]
+                tags.append(RunTag("best.verdict", compared[1]))
         client.log_batch(self.parent_run_id, metrics=metrics, tags=tags)
         for path in files:
             client.log_artifact(self.parent_run_id, str(path))
@@ -146,6 +151,23 @@ class SweepRecord:
         except ValueError:
             return None
 
+    def baselines(self, best: FrozenTrial) -> tuple[dict[str, float], str] | None:
+        """The best trial's baselines on the first objective ({name: value}) and the verdict line, when
+        the task reported baselines (``baseline/<name>/<objective>``) and lower is better."""
+        from rnnlab.baseline import verdict
+
+        metric = self.objectives.names[0]
+        prefix, suffix = "baseline/", "/" + metric
+        values = {
+            k[len(prefix) : -len(suffix)]: float(v)
+            for k, v in best.user_attrs.items()
+            if k.startswith(prefix) and k.endswith(suffix)
+        }
+        if not values or self.objectives.directions[0] != "minimize" or best.value is None:
+            return None
+        scores = {n: {metric: v} for n, v in values.items()}
+        return values, verdict(float(best.value), scores, metric, label=f"trial {best.number}")
+
     def _write_results(self, config: DictConfig, loader: Any) -> list[Path]:
         files = []
         results: dict[str, Any] = {"name": "optuna"}  # hydra-optuna-sweeper's keys first
@@ -156,6 +178,11 @@ class SweepRecord:
             ]
         elif best is not None:
             results.update(best_params=best.params, best_value=best.value, best_trial=best.number)
+            compared = self.baselines(best)
+            if compared:
+                results["baselines"] = {f"{n}/{self.objectives.names[0]}": v for n, v in compared[0].items()}
+                results["verdict"] = compared[1]
+                log.info("best trial %d: %s", best.number, compared[1])
             path = self.sweep_dir / "best.yaml"
             path.write_text(self._best_yaml(best, config, loader))
             files.append(path)

@@ -22,6 +22,9 @@ through a :class:`rnnlab.registry.Registry`), exercises the interface rnnlab rel
   and it trains inside a real ``SequenceNet`` on a reference backbone that calls every hook.
 - :func:`check_data_module`: ``task()`` agrees with the splits and the batches, batches are
   reproducible from the seed, and ``schema.metrics()`` only names metrics the task reports.
+- :func:`check_baseline`: on a reference series (or yours), predictions of the test targets' shape,
+  finite, and made from the past only: changing the series from a test origin on changes no
+  forecast made before it.
 
 torch is imported here; Lightning only by the checks that need it.
 """
@@ -32,6 +35,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rnnlab.testing._backbones import check_backbone
+from rnnlab.testing._baselines import ReferenceSeries, check_baseline
 from rnnlab.testing._config import build, check_config_round_trip
 from rnnlab.testing._data import check_data_module
 from rnnlab.testing._regularizers import ReferenceBackbone, check_regularizer
@@ -39,8 +43,10 @@ from rnnlab.testing._regularizers import ReferenceBackbone, check_regularizer
 __all__ = [
     "CHECKS",
     "ReferenceBackbone",
+    "ReferenceSeries",
     "build",
     "check_backbone",
+    "check_baseline",
     "check_config_round_trip",
     "check_data_module",
     "check_plugin",
@@ -52,12 +58,13 @@ CHECKS: dict[str, Callable[..., Any]] = {
     "backbone": check_backbone,
     "data": check_data_module,
     "regularizer": check_regularizer,
+    "baseline": check_baseline,
 }
 
 
 def check_plugin(kind: str, schema: Any, **kwargs: Any) -> Any:
     """``check_config_round_trip`` then the check for ``kind`` (``backbone``, ``data``,
-    ``regularizer``; the keys of ``rnnlab.registry.REGISTRIES``); returns the built plugin."""
+    ``regularizer``, ``baseline``; the keys of ``rnnlab.registry.REGISTRIES``); returns the built plugin."""
     if kind not in CHECKS:
         raise ValueError(f"unknown plugin kind {kind!r}; valid: {', '.join(CHECKS)}")
     check_config_round_trip(schema)

@@ -16,7 +16,8 @@ from rnnlab.testing._config import _instance, _label, build
 def check_data_module(schema: Any, *, seed: int = 0, batches: int = 2) -> Any:
     """Build the data module from ``schema`` (with ``shuffle_seed=seed``), set it up and check it
     against its ``task()``: split shapes, batch shapes and sizes, reproducible shuffling, finite
-    inputs, ``baseline()`` keys, and ``schema.metrics()`` within what the task reports. Returns it."""
+    inputs, ``score()`` keys (against ``schema.scores()``), and ``schema.metrics()`` within what the
+    task reports. Returns it."""
     import pytorch_lightning as pl
 
     from rnnlab.task import TaskSpec
@@ -94,12 +95,16 @@ def check_data_module(schema: Any, *, seed: int = 0, batches: int = 2) -> Any:
         f"{label}: the same shuffle_seed gives other training batches"
     )
 
-    baseline = dm.baseline() if hasattr(dm, "baseline") else {}
-    assert isinstance(baseline, dict), f"{label}: baseline() must return a dict"
-    for key, value in baseline.items():
-        split, _, metric = key.partition("/")
-        assert split in ("val", "test") and metric in reported, (
-            f"{label}: baseline() key {key!r} must be 'test/<metric>' with a metric the task reports"
+    targets, score = getattr(dm, "targets", None), getattr(dm, "score", None)
+    scores = score(targets("test"), "test") if targets is not None and score is not None else {}
+    assert isinstance(scores, dict), f"{label}: score() must return a dict"
+    if scores:
+        expected_scores = set(config.scores())
+        assert set(scores) == expected_scores, (
+            f"{label}: score() gives {sorted(scores)}, but the schema's scores() declares {sorted(expected_scores)}"
         )
-        assert isinstance(value, float), f"{label}: baseline()[{key!r}] must be a float"
+        # the targets forecast themselves: every error is zero
+        assert all(v == 0 for k, v in scores.items() if k.startswith(("mae", "rmse", "smape"))), (
+            f"{label}: score(targets) is not zero: {scores}"
+        )
     return dm

@@ -1,0 +1,1 @@
+"""Built-in baselines, registered under the entry-point group ``rnnlab.baselines``."""

@@ -1,0 +1,86 @@
+"""The interface every baseline plugin implements: a reference method scored beside the model.
+
+A baseline is fitted on the training (and, to choose its settings, validation) split of the run's
+data module and predicts the test split's targets in the data's original units; the data module
+scores its predictions with the same code as the model's (``dm.score``), on the same test windows.
+Every results table, MLflow run (``baseline/<name>/test/<metric>``) and sweep summary shows it.
+
+**Constructor contract.** Built as ``Impl(**schema.kwargs())`` from a schema subclassing
+:class:`rnnlab.schemas.BaselineConfig`, registered under the entry-point group ``rnnlab.baselines``::
+
+    [project.entry-points."rnnlab.baselines"]
+    mean = "my_pkg.baselines:MeanConfig"
+
+A baseline says whether it applies to a run's data (``why_not``) instead of failing: the default
+list names every built-in baseline, and each task kind keeps those that fit it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+class Baseline:
+    """``why_not(dm)`` -> None or the reason it does not apply; ``fit(dm)``; ``predict(dm, split)``."""
+
+    #: Shown in the results table, e.g. "seasonal naive (same step 48 earlier)"; ``describe`` may refine it.
+    label = ""
+
+    def why_not(self, dm: Any) -> str | None:
+        """None when the baseline applies to ``dm``; otherwise a short reason (logged, not raised)."""
+        return None
+
+    def fit(self, dm: Any) -> None:
+        """Learn from the training split (and choose settings on the validation split). Never the test split."""
+
+    def predict(self, dm: Any, split: str = "test") -> np.ndarray:
+        """Predictions for ``split``'s targets, in original units, shaped like ``dm.targets(split)``."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """One line for the results table: what the baseline is, with the settings it chose."""
+        return self.label or type(self).__name__
+
+
+def evaluate(baselines: dict[str, Baseline], dm: Any, split: str = "test") -> dict[str, dict[str, float]]:
+    """Fit each applicable baseline and score it on ``split``: {name: {metric: value}}. A baseline
+    that does not apply is left out (and logged); one that fails is an error, like the model."""
+    import logging
+
+    log = logging.getLogger(__name__)
+    results: dict[str, dict[str, float]] = {}
+    for name, baseline in baselines.items():
+        reason = baseline.why_not(dm)
+        if reason is not None:
+            log.info("baseline %s does not apply: %s", name, reason)
+            continue
+        baseline.fit(dm)
+        results[name] = dm.score(baseline.predict(dm, split), split)
+    return results
+
+
+def best(results: dict[str, dict[str, float]], metric: str) -> str | None:
+    """The name of the baseline with the lowest finite ``metric``, or None."""
+    finite = {n: r[metric] for n, r in results.items() if metric in r and np.isfinite(r[metric])}
+    return min(finite, key=finite.__getitem__) if finite else None
+
+
+def verdict(model: float, results: dict[str, dict[str, float]], metric: str, label: str = "the model") -> str:
+    """One line: which baseline is best on ``metric`` (lower is better) and by what ratio ``model``
+    beats or trails it, e.g. "best baseline: linear_ar; the model's rmse is 1.18x lower (wins)"."""
+    name = best(results, metric)
+    if name is None:
+        return f"no baseline applies to this task's {metric}"
+    base = results[name][metric]
+    if not np.isfinite(model):
+        return f"best baseline: {name} ({metric} {base:.4g}); {label} has no finite {metric}"
+    if model == base:
+        return f"best baseline: {name} ({metric} {base:.4g}); {label} ties it"
+    wins = model < base
+    ratio = (base / model if model > 0 else float("inf")) if wins else (model / base if base > 0 else float("inf"))
+    return (
+        f"best baseline: {name} ({metric} {base:.4g}); {label}'s {metric} {model:.4g} is "
+        f"{ratio:.2f}x {'lower: it wins' if wins else 'higher: it loses'}"
+    )
