@@ -86,3 +86,44 @@ def test_rnnlab_sweep_prunes_and_nests_mlflow_runs(tmp_path: Path) -> None:
     )
     assert single.returncode == 0, single.stderr
     assert f"lr: {study.best_params['optimizer.lr']}" in single.stdout
+
+
+def test_a_sweep_on_a_test_score_reports_its_best_trial_beside_the_baselines(tmp_path: Path) -> None:
+    import yaml
+    from conftest import sweep_args
+    from mlflow.tracking import MlflowClient
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "rnnlab",
+        *sweep_args("b", n_trials=2, seed=0),
+        "hydra.sweeper.objective=test/rmse",
+        "data=sine",
+        "data.length=600",
+        "trainer.max_epochs=2",
+        "backbone.hidden_size=8",
+        "logger.log_model=false",
+        "logger.log_checkpoint=false",
+    ]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=ENV, text=True, capture_output=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    study = optuna.load_study(study_name="b", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    best = study.best_trial
+
+    results = yaml.safe_load((tmp_path / "multirun" / "b" / "optimization_results.yaml").read_text())
+    baselines = results["baselines"]
+    assert set(baselines) == {f"{n}/test/rmse" for n in ("persistence", "drift", "linear_ar")}  # sine: no season
+    name = min(baselines, key=baselines.__getitem__).split("/")[0]
+    assert results["verdict"].startswith(f"best baseline: {name} (test/rmse ")
+    assert f"trial {best.number}'s test/rmse {best.value:.4g}" in results["verdict"]
+    assert results["verdict"] in proc.stdout + proc.stderr
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("rnnlab").experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("rnnlab.sweep") == "true"]
+    assert parent.data.tags["best.verdict"] == results["verdict"]
+    best_run = next(r for r in runs if r.data.tags.get("optuna.trial_number") == str(best.number))
+    for key, value in baselines.items():
+        assert parent.data.metrics[f"best/baseline/{key}"] == pytest.approx(value)
+        assert best_run.data.metrics[f"baseline/{key}"] == pytest.approx(value)

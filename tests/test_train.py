@@ -1,5 +1,6 @@
 """End to end: train() and the CLI against a real MLflow SQLite store."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,22 @@ def test_train_logs_a_complete_run(small_cfg, workdir):
     assert len(client.get_metric_history(run.info.run_id, "train/loss_epoch")) == 3
 
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"config.yaml", "checkpoints"} <= artifacts
+    assert {"config.yaml", "checkpoints", "plots"} <= artifacts
+    plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert plots == {"plots/forecast.png", "plots/error_by_step.png"}
+    # every applicable baseline on the same windows, the best one's values, and what each chose
+    for name in ("persistence", "drift", "linear_ar"):
+        for score in ("mae", "rmse", "mase", "smape"):
+            assert run.data.metrics[f"baseline/{name}/test/{score}"] == pytest.approx(
+                metrics[f"baseline/{name}/test/{score}"]
+            )
+    best = run.data.tags["rnnlab.baseline.best"]
+    assert run.data.metrics["baseline/test/rmse"] == min(
+        run.data.metrics[f"baseline/{n}/test/rmse"] for n in ("persistence", "drift", "linear_ar")
+    )
+    assert run.data.metrics["baseline/test/rmse"] == run.data.metrics[f"baseline/{best}/test/rmse"]
+    assert "alpha" in run.data.tags["rnnlab.baseline.linear_ar"]
+    assert "baseline/seasonal_naive/test/rmse" not in metrics  # sine has no season
     config_text = client.download_artifacts(run.info.run_id, "config.yaml", str(workdir))
     assert "hidden_size: 8" in Path(config_text).read_text()
     checkpoints = client.list_artifacts(run.info.run_id, "checkpoints")
@@ -122,7 +138,13 @@ def test_cli_trains_and_prints_the_results_table(workdir):
 
     res = run_cli([*SMALL, "backbone=gru"], workdir)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert "test/rmse" in res.stdout and "baseline" in res.stdout
+    header = next(ln for ln in res.stdout.splitlines() if ln.startswith("metric"))
+    assert header.split() == ["metric", "model", "persistence", "drift", "linear_ar"]
+    assert any(ln.startswith("test/mase") for ln in res.stdout.splitlines())
+    assert "seasonal_naive   not applicable: the series has no season" in res.stdout
+    assert re.search(
+        r"^best baseline: \w+ \(rmse [0-9.e-]+\); the model's rmse [0-9.e-]+ is [0-9.]+x", res.stdout, re.M
+    )
     assert "mlflow ui --backend-store-uri sqlite:///" in res.stdout
     _, run = _only_run(workdir)
     assert run.info.status == "FINISHED" and run.data.params["backbone.name"] == "gru"
