@@ -45,7 +45,7 @@ CASES: list[tuple[list[str], str, str | None]] = [
     (["data.val_fraction=0.6", "data.test_fraction=0.5"], "data.test_fraction: val_fraction + test_fraction", None),
     (["data.scaling=robust"], "data.scaling: invalid value 'robust'", "minmax, none, standard"),
     (["data.batch_size=0"], "data.batch_size: must be >= 1, got 0", None),
-    (["data.city=paris"], "data.city: invalid value 'paris'", "seattle, sf"),
+    (["data=temperature", "data.city=paris"], "data.city: invalid value 'paris'", "seattle, sf"),
     (["data=sine", "data.length=5"], "data.length: must be >= 10, got 5", None),
     (["data=sine", "data.period=0"], "data.period: must be > 0", None),
     (["data=sine", "data.noise=-1"], "data.noise: must be >= 0", None),
