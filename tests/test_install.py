@@ -93,7 +93,12 @@ def test_wheels_in_a_fresh_venv_with_a_third_party_plugin_package(tmp_path: Path
 
     # trains by name and prints the results table
     out = _ok(rnnlab("backbone=indrnn", "data=seattle_weather", "trainer.max_epochs=1", "logger.log_model=false"))
-    assert "indrnn on seattle_weather" in out and "test/rmse" in out and "naive persistence" in out, out
+    assert (
+        "indrnn on seattle_weather" in out
+        and "test/rmse" in out
+        and "persistence (the last observed value)" in out
+        and "best baseline:" in out
+    ), out
     assert (elsewhere / "mlflow.db").is_file()
 
     # its options are validated: one line, exit 2
