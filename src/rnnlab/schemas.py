@@ -242,7 +242,9 @@ class PlateauConfig(SchedulerConfig):
 @dataclass
 class EarlyStoppingConfig:
     enabled: bool = True
-    patience: int = 5
+    # 10, measured (scripts/bench_forecasting.py, 8 real series): better than 5 on electricity (RMSE
+    # 166.6 vs 168.0) and SF temperature (0.0640 vs 0.0650), the same on the other six, at ~1.5x epochs
+    patience: int = 10
     min_delta: float = 0.0
 
     def __post_init__(self) -> None:
