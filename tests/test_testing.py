@@ -248,7 +248,7 @@ BROKEN = [
     ("data", PromisingConfig, "metrics() declares ['mape']"),
     ("data", MisdescribedConfig, "inputs have shape"),
     ("baseline", PeekingConfig, "(the baseline reads the future, or its fit reads the test split)"),
-    ("baseline", MisshapenConfig, "predictions (119, 1), targets (119, 2)"),
+    ("baseline", MisshapenConfig, "predictions (119, 1), expected (119, 2)"),
 ]
 
 

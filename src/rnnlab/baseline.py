@@ -27,6 +27,14 @@ class Baseline:
 
     #: Shown in the results table, e.g. "seasonal naive (same step 48 earlier)"; ``describe`` may refine it.
     label = ""
+    #: The task kinds it serves (``rnnlab.task.KINDS``); () for every kind. A baseline of another
+    #: kind is left out silently (the default list names every built-in baseline of every kind);
+    #: ``why_not`` explains the cases within its kinds where it still cannot apply.
+    kinds: tuple[str, ...] = ()
+
+    def serves(self, kind: str) -> bool:
+        """Whether this baseline is one for tasks of ``kind`` at all."""
+        return not self.kinds or kind in self.kinds
 
     def why_not(self, dm: Any) -> str | None:
         """None when the baseline applies to ``dm``; otherwise a short reason (logged, not raised)."""
@@ -36,7 +44,8 @@ class Baseline:
         """Learn from the training split (and choose settings on the validation split). Never the test split."""
 
     def predict(self, dm: Any, split: str = "test") -> np.ndarray:
-        """Predictions for ``split``'s targets, in original units, shaped like ``dm.targets(split)``."""
+        """Predictions for ``split``'s targets as ``dm.score`` takes them: regression values in
+        original units, shaped like ``dm.targets(split)``; log-probabilities (..., K) for classes."""
         raise NotImplementedError
 
     def describe(self) -> str:
@@ -51,7 +60,10 @@ def evaluate(baselines: dict[str, Baseline], dm: Any, split: str = "test") -> di
 
     log = logging.getLogger(__name__)
     results: dict[str, dict[str, float]] = {}
+    kind = dm.task().kind
     for name, baseline in baselines.items():
+        if not baseline.serves(kind):
+            continue
         reason = baseline.why_not(dm)
         if reason is not None:
             log.info("baseline %s does not apply: %s", name, reason)
@@ -62,14 +74,23 @@ def evaluate(baselines: dict[str, Baseline], dm: Any, split: str = "test") -> di
 
 
 def best(results: dict[str, dict[str, float]], metric: str) -> str | None:
-    """The name of the baseline with the lowest finite ``metric``, or None."""
+    """The name of the baseline with the best finite ``metric`` (the highest accuracy, the lowest
+    error; ``rnnlab.task.higher_is_better``), or None."""
+    from rnnlab.task import higher_is_better
+
     finite = {n: r[metric] for n, r in results.items() if metric in r and np.isfinite(r[metric])}
-    return min(finite, key=finite.__getitem__) if finite else None
+    if not finite:
+        return None
+    pick = max if higher_is_better(metric) else min
+    return pick(finite, key=finite.__getitem__)
 
 
 def verdict(model: float, results: dict[str, dict[str, float]], metric: str, label: str = "the model") -> str:
-    """One line: which baseline is best on ``metric`` (lower is better) and by what ratio ``model``
-    beats or trails it, e.g. "best baseline: linear_ar; the model's rmse is 1.18x lower (wins)"."""
+    """One line: which baseline is best on ``metric`` and by what ratio ``model`` beats or trails
+    it, e.g. "best baseline: linear_ar (rmse 1.2); the model's rmse 1.02 is 1.18x lower: it wins".
+    An error is compared by ratio; an accuracy (higher is better) by its error rate, 1 - accuracy."""
+    from rnnlab.task import higher_is_better
+
     name = best(results, metric)
     if name is None:
         return f"no baseline applies to this task's {metric}"
@@ -78,9 +99,12 @@ def verdict(model: float, results: dict[str, dict[str, float]], metric: str, lab
         return f"best baseline: {name} ({metric} {base:.4g}); {label} has no finite {metric}"
     if model == base:
         return f"best baseline: {name} ({metric} {base:.4g}); {label} ties it"
-    wins = model < base
-    ratio = (base / model if model > 0 else float("inf")) if wins else (model / base if base > 0 else float("inf"))
-    return (
-        f"best baseline: {name} ({metric} {base:.4g}); {label}'s {metric} {model:.4g} is "
-        f"{ratio:.2f}x {'lower: it wins' if wins else 'higher: it loses'}"
-    )
+    higher = higher_is_better(metric)
+    wins = model > base if higher else model < base
+    # an accuracy is compared by its error rate (1 - accuracy): "2x lower" means half the errors
+    ours, theirs = (1 - model, 1 - base) if higher else (model, base)
+    small, large = (ours, theirs) if wins else (theirs, ours)
+    ratio = large / small if small > 0 else float("inf")
+    outcome = f"{ratio:.2f}x {'lower: it wins' if wins else 'higher: it loses'}"
+    compared = f" (error rate {outcome})" if higher else f" is {outcome}"
+    return f"best baseline: {name} ({metric} {base:.4g}); {label}'s {metric} {model:.4g}{compared}"

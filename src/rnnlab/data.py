@@ -117,6 +117,12 @@ class InMemoryDataModule(pl.LightningDataModule):
         net.train(was_training)
         return np.asarray(torch.cat(outs).numpy())
 
+    def report_files(self, out_dir: Any, net: Any, results: Any, title: str) -> list[Any]:
+        """Files written into ``out_dir`` at the end of a run, logged under the run's ``plots/``
+        (forecast plots, a text sample): ``results`` is the run's :class:`rnnlab.report.Results`
+        (predictions of the model and of every baseline), ``net`` the trained SequenceNet. None here."""
+        return []
+
     def describe(self) -> dict[str, int]:
         """Sample counts per split, for the log and the run's params."""
         return {f"n_{split}": len(tensors[0]) for split, tensors in self.splits.items()}

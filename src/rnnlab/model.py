@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -58,6 +59,9 @@ class SequenceNet(nn.Module):
     normalize: str = "none"
     difference: bool = False
     linear_skip: bool = False
+    # Token inputs (TaskSpec.tokens): ids (B, T) one-hot encoded to ``vocab`` channels; a class
+    # default, so a net pickled before tokens existed reads float features.
+    vocab: int = 0
 
     def __init__(
         self,
@@ -80,6 +84,7 @@ class SequenceNet(nn.Module):
         elif any(reg.backbone_hooks() for reg in regularizers):
             raise ValueError(f"{type(backbone).__name__} is no rnnlab.backbone.Backbone: it calls no regularizer hooks")
         self.target = task.target
+        self.vocab = task.input_size if task.tokens else 0
         width = backbone.output_size
         if head_hidden > 0:
             self.head: nn.Module = nn.Sequential(
@@ -213,8 +218,19 @@ class SequenceNet(nn.Module):
             return self.backbone(x)  # (B, T, H), state; also a backbone written before lengths/state
         return self.backbone(x, state=state, lengths=lengths)
 
+    def embed(self, x: Tensor) -> Tensor:
+        """Token ids (B, T) one-hot encoded to (B, T, vocab) floats; float features as they are."""
+        if not self.vocab:
+            return x
+        return F.one_hot(x.long(), self.vocab).to(self.head_dtype())
+
+    def head_dtype(self) -> torch.dtype:
+        return next(self.head.parameters()).dtype
+
     def features(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        """Per-step features of inputs ``x`` (B, T, C) as the net takes them: (B, T, H)."""
+        """Per-step features of inputs ``x`` (B, T, C), or token ids (B, T), as the net takes them:
+        (B, T, H)."""
+        x = self.embed(x)
         if self.forecasting:
             self._refuse_lengths(lengths)
             x = self._backbone_inputs(self._normalized(x)[0])
@@ -335,8 +351,10 @@ class SequenceModel(pl.LightningModule):
         if "correct" in sums:
             metrics[f"{stage}/accuracy"] = sums["correct"] / n
             metrics[f"{stage}/perplexity"] = torch.exp(sums["loss"] / n)
+            metrics[f"{stage}/bpc"] = sums["loss"] / n / math.log(2)  # nats -> bits per token
         else:
             metrics[f"{stage}/mae"] = sums["abs"] / n
+            metrics[f"{stage}/mse"] = sums["sq"] / n
             metrics[f"{stage}/rmse"] = torch.sqrt(sums["sq"] / n)
         wanted = {f"{stage}/{m}" for m in self.task.metrics} | {f"{stage}/loss"}
         self.log_dict({k: v for k, v in metrics.items() if k in wanted}, on_epoch=True, sync_dist=False)

@@ -66,8 +66,11 @@ def collect(cfg: DictConfig, trainer: Any, tested: dict[str, Any], dm: Any, net:
         res.predictions = predictions
         for k, v in scores.items():
             metrics.setdefault(f"test/{k}", v)  # Lightning's own test/mae, test/rmse stay as logged
+        kind = dm.task().kind
         for name, node in (cfg.get("baseline") or {}).items():
             plugin = baselines.build(_schema(baselines, node))
+            if not plugin.serves(kind):
+                continue  # a baseline of another task kind: not worth a line
             reason = plugin.why_not(dm)
             if reason is not None:
                 res.not_applicable[name] = reason
@@ -121,13 +124,9 @@ def log_results(run: Any, cfg: DictConfig, results: Results, trainer: Any, model
         run.set_tags(tags)
     run.flush()
     if results.predictions is not None:
-        from rnnlab import plots
-
         title = f"{cfg.backbone.name} on {cfg.data.name}"
-        for path in plots.forecast_plots(
-            out_dir / "plots", dm, results.predictions, results.baseline_predictions, results.best, title
-        ):
-            run.log_artifact(path, "plots")
+        for path in dm.report_files(out_dir / "plots", model.net, results, title):
+            run.log_artifact(path, "plots" if path.suffix == ".png" else None)
     best_path = trainer.checkpoint_callback.best_model_path
     if cfg.logger.log_checkpoint and best_path:
         run.log_artifact(best_path, "checkpoints")
@@ -141,7 +140,7 @@ def log_results(run: Any, cfg: DictConfig, results: Results, trainer: Any, model
 def _rows(metrics: dict[str, float], task: Any) -> list[str]:
     """The table's metric names: the loss, the task's metrics and scores; at most three per-step rows."""
     names = [k.removeprefix("test/") for k in metrics if k.startswith("test/")]
-    order = ("loss", "mae", "rmse", "mase", "smape")
+    order = ("loss", "accuracy", "f1", "bpc", "perplexity", "mse", "mae", "rmse", "mase", "smape")
     steps = [n for n in names if n.startswith("rmse_step")]
     if len(steps) > 6:
         steps = [steps[0], steps[len(steps) // 2], steps[-1]]
@@ -187,7 +186,7 @@ def print_results(cfg: DictConfig, results: Results, run: Any, task: Any) -> Non
     metrics = results.metrics
     print(
         f"\nrnnlab: {cfg.backbone.name} on {cfg.data.name}, {int(metrics['epochs'])} epochs, "
-        f"{metrics['train_seconds']:.1f} s; test scores beside every baseline, on the same test windows\n"
+        f"{metrics['train_seconds']:.1f} s; test scores beside every baseline, on the same test samples\n"
         f"{results_text(results, task)}\n"
         f"MLflow run: {run.run_id} (experiment {cfg.logger.experiment_name!r}) in {stores.redact(run.tracking_uri)}\n"
         f"open it:    {tracking.ui_command(run.tracking_uri)}\n",

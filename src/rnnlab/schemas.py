@@ -135,6 +135,31 @@ class SeriesConfig(DataConfig):
 
 
 @dataclass
+class SequenceConfig(DataConfig):
+    """Whole sequences as samples (synthetic tasks, digits, text, UCR sets): the schema of
+    :class:`rnnlab.sequences.SequenceDataModule`; subclass both. ``kind`` (a class variable, one of
+    :data:`rnnlab.task.KINDS`) says what the task logs and scores before any data is loaded."""
+
+    batch_size: int = 64
+    eval_batch_size: int = 512
+    kind: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        check_range(self, "batch_size", ge=1)
+        check_range(self, "eval_batch_size", ge=1)
+
+    def metrics(self) -> tuple[str, ...]:
+        from rnnlab.task import KIND_METRICS
+
+        return KIND_METRICS[self.kind]
+
+    def scores(self) -> tuple[str, ...]:
+        from rnnlab.task import KIND_SCORES
+
+        return KIND_SCORES[self.kind]
+
+
+@dataclass
 class BaselineConfig(PluginConfig):
     """Base of baseline schemas (:mod:`rnnlab.baseline`): ``baseline=[persistence,linear_ar]`` picks
     them, ``baseline.<name>.<option>=...`` sets their options."""
@@ -258,6 +283,9 @@ class TrainerConfig:
 
     max_epochs: int = 30
     min_epochs: int = 1
+    # a wall-clock budget for training, in minutes (None: none): training stops at the end of the
+    # step that crosses it, then the best checkpoint is tested as after the last epoch
+    max_time: float | None = None
     accelerator: str = "auto"
     devices: Any = "auto"  # int, list of ids, or "auto"
     strategy: str = "auto"
@@ -289,6 +317,7 @@ class TrainerConfig:
             raise ConfigError("devices", f"with accelerator 'cpu' give a count of processes, got {self.devices!r}")
         check_range(self, "max_epochs", ge=1)
         check_range(self, "min_epochs", ge=0)
+        check_range(self, "max_time", gt=0)
         if self.min_epochs > self.max_epochs:
             raise ConfigError("min_epochs", f"must be <= max_epochs ({self.max_epochs}), got {self.min_epochs}")
         check_choice(self, "gradient_clip_algorithm", ("norm", "value"))
@@ -416,6 +445,15 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_choice(self, "monitor_mode", ("min", "max"))
+        from rnnlab.task import higher_is_better
+
+        if higher_is_better(self.monitor) != (self.monitor_mode == "max"):
+            better = "higher" if higher_is_better(self.monitor) else "lower"
+            raise ConfigError(
+                "monitor_mode",
+                f"{self.monitor} is better {better}, but monitor_mode is {self.monitor_mode!r}: set "
+                f"monitor_mode={'max' if better == 'higher' else 'min'}",
+            )
         check_range(self, "seed", ge=0)
         if self.resume is not None and (self.resume == "last" or re.fullmatch(r"[0-9a-f]{32}", self.resume)):
             pass  # a run, found in the store when the run starts (rnnlab.resume.resolve)

@@ -24,6 +24,7 @@ MASE's scale and the seasonal naive baseline; a module sets its own default in i
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 import torch
@@ -215,6 +216,15 @@ class SeriesDataModule(InMemoryDataModule):
     def score(self, predictions: np.ndarray, split: str = "test") -> dict[str, float]:
         """Forecast scores of ``predictions`` (N, horizon), original units, against ``split``'s targets."""
         return forecast.scores(predictions, self.targets(split), self.mase_scale())
+
+    def report_files(self, out_dir: Any, net: Any, results: Any, title: str) -> list[Any]:
+        """The forecast plots (``rnnlab.plots.forecast_plots``): the test windows' forecasts beside
+        the best baseline's, and the error by horizon step."""
+        from rnnlab import plots
+
+        return plots.forecast_plots(
+            out_dir, self, results.predictions, results.baseline_predictions, results.best, title
+        )
 
     def describe(self) -> dict[str, int]:
         return {**super().describe(), "season": self.season}

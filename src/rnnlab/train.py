@@ -171,6 +171,8 @@ def _trainer(cfg: DictConfig, callbacks: list[Any], logger: Any, out_dir: Path) 
 
     flags = cast(dict[str, Any], OmegaConf.to_container(cfg.trainer, resolve=True))
     flags.pop("early_stopping")
+    if flags["max_time"] is not None:
+        flags["max_time"] = {"seconds": round(flags["max_time"] * 60)}
     if flags["gradient_clip_val"] in (None, 0):
         flags["gradient_clip_algorithm"] = None
     flags["enable_progress_bar"], shown = progress.callbacks(flags["enable_progress_bar"], cfg.monitor)

@@ -153,8 +153,10 @@ class SweepRecord:
 
     def baselines(self, best: FrozenTrial) -> tuple[dict[str, float], str] | None:
         """The best trial's baselines on the first objective ({name: value}) and the verdict line, when
-        the task reported baselines (``baseline/<name>/<objective>``) and lower is better."""
+        the task reported baselines (``baseline/<name>/<objective>``) and the study optimizes the
+        objective the way it is better (minimize an error, maximize an accuracy)."""
         from rnnlab.baseline import verdict
+        from rnnlab.task import higher_is_better
 
         metric = self.objectives.names[0]
         prefix, suffix = "baseline/", "/" + metric
@@ -163,7 +165,8 @@ class SweepRecord:
             for k, v in best.user_attrs.items()
             if k.startswith(prefix) and k.endswith(suffix)
         }
-        if not values or self.objectives.directions[0] != "minimize" or best.value is None:
+        wanted = "maximize" if higher_is_better(metric) else "minimize"
+        if not values or self.objectives.directions[0] != wanted or best.value is None:
             return None
         scores = {n: {metric: v} for n, v in values.items()}
         return values, verdict(float(best.value), scores, metric, label=f"trial {best.number}")

@@ -43,3 +43,37 @@ class LinearARConfig(BaselineConfig):
 
     name: str = "linear_ar"
     impl: ClassVar[str] = "rnnlab_plugins.baselines.forecast:LinearAR"
+
+
+@dataclass
+class MeanConfig(BaselineConfig):
+    """The training targets' mean, whatever the input: the adding problem's 0.167 (predicting 1.0)."""
+
+    name: str = "mean"
+    impl: ClassVar[str] = "rnnlab_plugins.baselines.tasks:Mean"
+
+
+@dataclass
+class MajorityConfig(BaselineConfig):
+    """The training split's class frequencies, whatever the input: the majority class's accuracy,
+    the class prior's cross-entropy."""
+
+    name: str = "majority"
+    impl: ClassVar[str] = "rnnlab_plugins.baselines.tasks:Majority"
+
+
+@dataclass
+class MemorylessConfig(BaselineConfig):
+    """Per-step classification: each position's class frequencies in training, ignoring the inputs
+    (the copy task's memoryless baseline, 10 ln 8 / (T + 20))."""
+
+    name: str = "memoryless"
+    impl: ClassVar[str] = "rnnlab_plugins.baselines.tasks:Memoryless"
+
+
+@dataclass
+class UnigramConfig(BaselineConfig):
+    """Language models: every next token drawn from the training text's token frequencies."""
+
+    name: str = "unigram"
+    impl: ClassVar[str] = "rnnlab_plugins.baselines.tasks:Unigram"

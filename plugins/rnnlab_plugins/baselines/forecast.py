@@ -27,6 +27,7 @@ def _ready(dm: Any) -> None:
 
 
 class Persistence(Baseline):
+    kinds = ("forecast",)
     label = "persistence (the last observed value)"
 
     def why_not(self, dm: Any) -> str | None:
@@ -38,6 +39,8 @@ class Persistence(Baseline):
 
 
 class SeasonalNaive(Baseline):
+    kinds = ("forecast",)
+
     def __init__(self, *, season: int) -> None:
         self.season = season
         self._m = season
@@ -71,6 +74,7 @@ class SeasonalNaive(Baseline):
 
 
 class Drift(Baseline):
+    kinds = ("forecast",)
     label = "drift (the last value plus the mean change per step so far)"
 
     def why_not(self, dm: Any) -> str | None:
@@ -85,6 +89,8 @@ class Drift(Baseline):
 
 
 class LinearAR(Baseline):
+    kinds = ("forecast",)
+
     def __init__(self) -> None:
         self.coef: np.ndarray | None = None
         self.alpha = 0.0

@@ -42,11 +42,19 @@ def check_data_module(schema: Any, *, seed: int = 0, batches: int = 2) -> Any:
     )
 
     def check_pair(where: str, x: Tensor, y: Tensor) -> None:
-        assert x.dim() == 3 and x.size(-1) == task.input_size, (
-            f"{label}: {where} inputs have shape {tuple(x.shape)}, expected (N, T, input_size={task.input_size})"
-        )
+        if task.tokens:
+            assert x.dim() == 2 and not x.is_floating_point(), (
+                f"{label}: {where} token inputs have shape {tuple(x.shape)} {x.dtype}, expected integer ids (N, T)"
+            )
+            assert int(x.min()) >= 0 and int(x.max()) < task.input_size, (
+                f"{label}: {where} token ids must lie in [0, input_size={task.input_size})"
+            )
+        else:
+            assert x.dim() == 3 and x.size(-1) == task.input_size, (
+                f"{label}: {where} inputs have shape {tuple(x.shape)}, expected (N, T, input_size={task.input_size})"
+            )
         assert len(y) == len(x), f"{label}: {where} has {len(x)} inputs but {len(y)} targets"
-        assert torch.isfinite(x).all(), f"{label}: {where} inputs are not finite"
+        assert task.tokens or torch.isfinite(x).all(), f"{label}: {where} inputs are not finite"
         per_step = task.target == "per_step"
         classes = task.loss == "cross_entropy"
         expected: tuple[int, ...] = (x.size(1),) if per_step else ()
@@ -96,15 +104,26 @@ def check_data_module(schema: Any, *, seed: int = 0, batches: int = 2) -> Any:
     )
 
     targets, score = getattr(dm, "targets", None), getattr(dm, "score", None)
-    scores = score(targets("test"), "test") if targets is not None and score is not None else {}
+    perfect = None
+    if targets is not None:
+        perfect = targets("test")
+        if task.classification:  # logits that put all the mass on the right class
+            import numpy as np
+
+            perfect = np.eye(task.output_size)[perfect] * 50.0
+    scores = score(perfect, "test") if perfect is not None and score is not None else {}
     assert isinstance(scores, dict), f"{label}: score() must return a dict"
     if scores:
         expected_scores = set(config.scores())
         assert set(scores) == expected_scores, (
             f"{label}: score() gives {sorted(scores)}, but the schema's scores() declares {sorted(expected_scores)}"
         )
-        # the targets forecast themselves: every error is zero
-        assert all(v == 0 for k, v in scores.items() if k.startswith(("mae", "rmse", "smape"))), (
+        # the targets predict themselves: every error is zero, every accuracy one
+        assert all(v == 0 for k, v in scores.items() if k.startswith(("mae", "mse", "rmse", "smape"))), (
             f"{label}: score(targets) is not zero: {scores}"
         )
+        assert all(abs(v - 1) < 1e-6 for k, v in scores.items() if k in ("accuracy", "f1")), (
+            f"{label}: score() of the targets' own classes is not 1: {scores}"
+        )
+        assert scores.get("loss", 0.0) < 1e-6, f"{label}: score() of the targets' own classes has a loss: {scores}"
     return dm
