@@ -17,7 +17,11 @@ SWEEP = ["-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2"]
 CASES: list[tuple[list[str], str, str | None]] = [
     # unknown plugins and presets, every group
     (["backbone=lstn"], "backbone: unknown backbone 'lstn'", "valid choices: gru, lstm, rnn"),
-    (["data=weather"], "data: unknown data 'weather'", "csv, electricity, sine, temperature"),
+    (
+        ["data=wether"],
+        "data: unknown data 'wether'",
+        "chars, copy, csv, digits, electricity, sine, temperature, ucr, weather",
+    ),
     (["regularizer=[dropou]"], "regularizer: unknown regularizer 'dropou'", "ar_tar, dropout"),
     (["optimizer=adagrad"], "optimizer: unknown optimizer 'adagrad'", "adam, adamw, sgd"),
     (["scheduler=linear"], "scheduler: unknown scheduler 'linear'", "cosine, plateau, step"),
@@ -86,6 +90,18 @@ CASES: list[tuple[list[str], str, str | None]] = [
     (["data.val_fraction=-inf"], "data.val_fraction: must be a finite number", None),
     # metrics the task does not produce
     (["monitor=val/acc"], "monitor: 'electricity' does not log 'val/acc'", "val/loss, val/mae, val/rmse"),
+    (["data=copy", "monitor=val/accuracy"], "monitor_mode: val/accuracy is better higher", "set monitor_mode=max"),
+    (["data=copy", "monitor=val/mse"], "monitor: 'copy' does not log 'val/mse'", "val/accuracy, val/loss"),
+    (["data=adding", "monitor=val/accuracy", "monitor_mode=max"], "monitor: 'adding' does not log", "val/mse"),
+    (["data=weather", "data.target=humidity"], "data.target: invalid value 'humidity'", "precipitation, temp_max"),
+    (["data=weather", "data.features=[wind,snow]"], "data.features: no column 'snow'", "temp_min, wind"),
+    (["trainer.max_time=0"], "trainer.max_time: must be > 0", None),
+    # the sequence tasks' own options
+    (["data=digits", "data.order=spiral"], "data.order: invalid value 'spiral'", "permuted, pixels, rows"),
+    (["data=ucr", "data.dataset=Foo"], "data.dataset: invalid value 'Foo'", "GunPoint, ItalyPowerDemand"),
+    (["data=chars", "data.path=/nope.txt"], "data.path: file not found: '/nope.txt'", None),
+    (["data=adding", "data.target=sum"], "data.target: invalid value 'sum'", "last, running"),
+    (["data=digits", "monitor=val/rmse"], "monitor: 'digits' does not log 'val/rmse'", "val/accuracy, val/loss"),
     (["scheduler=plateau", "scheduler.monitor=val/acc"], "scheduler.monitor: 'electricity' does not log", None),
     ([*SWEEP, "hydra.sweeper.objective=val/acc"], "hydra.sweeper.objective: train() does not return 'val/acc'", None),
     # tracking URIs

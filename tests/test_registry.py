@@ -69,7 +69,7 @@ def test_plugins_command_shows_the_defaults_that_run():
     with contextlib.redirect_stdout(io.StringIO()) as out:
         print_plugins()
     cfg = compose(["data=temperature"])
-    temperature = out.getvalue().split("temperature", 1)[1].split("\n  ", 1)[0]
+    temperature = out.getvalue().split("\n  temperature ", 1)[1].split("\n  ", 1)[0]
     assert f"batch_size       int          = {cfg.data.batch_size}" in out.getvalue()
     assert "temperature" in temperature
 

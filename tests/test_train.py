@@ -152,3 +152,16 @@ def test_cli_trains_and_prints_the_results_table(workdir):
 
 
 # Signals, exit codes and the names of multirun jobs: tests/test_records.py
+
+
+def test_max_time_stops_training_but_not_before_min_epochs(small_cfg):
+    """trainer.max_time (minutes) ends training after the step that passes it, the run then tests
+    its best checkpoint; min_epochs is trained all the same (README, Config groups)."""
+    import math
+
+    from rnnlab.train import train
+
+    budget = ("trainer.max_epochs=50", "trainer.max_time=0.0001", "trainer.early_stopping.enabled=false")
+    stopped = train(small_cfg(*budget, "trainer.min_epochs=0"))
+    assert stopped["epochs"] <= 1 and math.isfinite(stopped["test/rmse"])  # stopped inside epoch 1
+    assert train(small_cfg(*budget, "trainer.min_epochs=3"))["epochs"] == 3

@@ -148,15 +148,19 @@ class SequenceConfig(DataConfig):
         check_range(self, "batch_size", ge=1)
         check_range(self, "eval_batch_size", ge=1)
 
+    def task_kind(self) -> str:
+        """The kind of task these options make: ``kind``, unless an option changes it (override)."""
+        return self.kind
+
     def metrics(self) -> tuple[str, ...]:
         from rnnlab.task import KIND_METRICS
 
-        return KIND_METRICS[self.kind]
+        return KIND_METRICS[self.task_kind()]
 
     def scores(self) -> tuple[str, ...]:
         from rnnlab.task import KIND_SCORES
 
-        return KIND_SCORES[self.kind]
+        return KIND_SCORES[self.task_kind()]
 
 
 @dataclass

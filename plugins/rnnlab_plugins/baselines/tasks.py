@@ -31,22 +31,41 @@ def _broadcast(row: np.ndarray, dm: Any, split: str) -> np.ndarray:
 
 
 class Mean(Baseline):
+    """The training targets' mean; for per-step targets, the mean at each position (over the
+    sequences valid there; the overall mean at positions no training sequence reaches)."""
+
     kinds = ("regression", "per_step_regression")
 
     def __init__(self) -> None:
-        self.mean: np.ndarray | None = None
+        self.mean: np.ndarray | None = None  # (O,)
+        self.by_position: np.ndarray | None = None  # (T, O), per-step targets only
 
     def fit(self, dm: Any) -> None:
-        y = dm.targets("train")
+        y = dm.targets("train")  # (N, O) or (N, T, O)
         mask = dm.valid_mask("train")
-        self.mean = (y[mask] if mask is not None else y.reshape(-1, y.shape[-1])).mean(0)
+        if y.ndim == 2:
+            self.mean = y.mean(0)
+            return
+        valid = np.ones(y.shape[:2], dtype=bool) if mask is None else mask  # (N, T)
+        self.mean = y[valid].mean(0)
+        counts = valid.sum(0)[:, None]  # (T, 1)
+        sums = (y * valid[..., None]).sum(0)  # (T, O)
+        self.by_position = np.where(counts > 0, sums / np.maximum(counts, 1), self.mean)
 
     def predict(self, dm: Any, split: str = "test") -> np.ndarray:
         assert self.mean is not None, "fit() first"
-        return np.broadcast_to(self.mean, dm.targets(split).shape).copy()
+        shape = dm.targets(split).shape
+        if self.by_position is None:
+            return np.broadcast_to(self.mean, shape).copy()
+        rows = np.broadcast_to(self.mean, (shape[1], shape[2])).copy()  # (T, O) of this split
+        steps = min(shape[1], len(self.by_position))
+        rows[:steps] = self.by_position[:steps]
+        return np.broadcast_to(rows, shape).copy()
 
     def describe(self) -> str:
         value = ", ".join(f"{v:.4g}" for v in np.atleast_1d(self.mean)) if self.mean is not None else "?"
+        if self.by_position is not None:
+            return f"mean (the training targets' mean at each step, overall {value}, whatever the input)"
         return f"mean (the training targets' mean, {value}, whatever the input)"
 
 

@@ -44,6 +44,32 @@ class ElectricityConfig(SeriesConfig):
     impl: ClassVar[str] = "rnnlab_plugins.data.electricity:ElectricityDataModule"
 
 
+WEATHER_COLUMNS = ("temp_max", "temp_min", "precipitation", "wind")
+
+
+@dataclass
+class WeatherConfig(SeriesConfig):
+    """Seattle's daily weather 2012-2015 (1,461 days) from the vega_datasets package: a multivariate
+    series, forecast a week ahead. The target is column ``target``; every ``features`` column is an
+    input beside it."""
+
+    name: str = "weather"
+    target: str = "temp_max"
+    features: list[str] = field(default_factory=lambda: list(WEATHER_COLUMNS))
+    window: int = 28  # four weeks of days
+    horizon: int = 7  # a week ahead
+    season: int = 365  # a year of days: seasonal naive is the same day last year
+    batch_size: int = 32
+    impl: ClassVar[str] = "rnnlab_plugins.data.weather:WeatherDataModule"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice(self, "target", WEATHER_COLUMNS)
+        for column in self.features:
+            if column not in WEATHER_COLUMNS:
+                raise ConfigError("features", f"no column {column!r} in Seattle's daily weather", WEATHER_COLUMNS)
+
+
 @dataclass
 class SineConfig(SeriesConfig):
     """A synthetic noisy sine wave (several periods mixed), generated from ``seed``."""
