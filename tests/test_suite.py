@@ -161,6 +161,7 @@ def test_a_bad_task_file_names_the_problem(tmp_path: Path, capsys: pytest.Captur
     assert "task name 'has space'" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # 30 s of real runs: CI runs it, the default selection does not
 def test_suite_reports_mlflow_numbers_skips_finished_runs_and_replaces_one_task(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -66,8 +66,9 @@ def collect(cfg: DictConfig, trainer: Any, tested: dict[str, Any], dm: Any, net:
         res.predictions = predictions
         for k, v in scores.items():
             metrics.setdefault(f"test/{k}", v)  # Lightning's own test/mae, test/rmse stay as logged
-        kind = dm.task().kind
-        for name, node in (cfg.get("baseline") or {}).items():
+        configured = cfg.get("baseline") or {}
+        kind = dm.task().kind if configured else ""
+        for name, node in configured.items():
             plugin = baselines.build(_schema(baselines, node))
             if not plugin.serves(kind):
                 continue  # a baseline of another task kind: not worth a line

@@ -48,6 +48,18 @@ def check_range(
             raise ConfigError(name, f"must be {word} {bound}, got {value}")
 
 
+def check_fractions(obj: Any, *, leave_training: bool = True) -> None:
+    """``obj.val_fraction`` and ``obj.test_fraction`` in (0, 1) and, with ``leave_training``,
+    summing to less than 1 (the rest is the training split)."""
+    check_range(obj, "val_fraction", gt=0, lt=1)
+    check_range(obj, "test_fraction", gt=0, lt=1)
+    if leave_training and obj.val_fraction + obj.test_fraction >= 1:
+        raise ConfigError(
+            "test_fraction",
+            f"val_fraction + test_fraction must be < 1, got {obj.val_fraction} + {obj.test_fraction}",
+        )
+
+
 def check_choice(obj: Any, name: str, choices: tuple[str, ...]) -> None:
     value = getattr(obj, name)
     if value not in choices:
@@ -112,13 +124,7 @@ class SeriesConfig(DataConfig):
         check_range(self, "window", ge=1)
         check_range(self, "horizon", ge=1)
         check_range(self, "stride", ge=1)
-        check_range(self, "val_fraction", gt=0, lt=1)
-        check_range(self, "test_fraction", gt=0, lt=1)
-        if self.val_fraction + self.test_fraction >= 1:
-            raise ConfigError(
-                "test_fraction",
-                f"val_fraction + test_fraction must be < 1, got {self.val_fraction} + {self.test_fraction}",
-            )
+        check_fractions(self)
         check_choice(self, "scaling", ("standard", "minmax", "none"))
         check_range(self, "season", ge=0)
         check_range(self, "batch_size", ge=1)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from rnnlab.errors import ConfigError
-from rnnlab.schemas import SequenceConfig, check_range
+from rnnlab.schemas import SequenceConfig, check_fractions, check_range
 
 
 @dataclass
@@ -36,13 +36,7 @@ class CharsConfig(SequenceConfig):
         super().__post_init__()
         check_range(self, "max_chars", ge=1)
         check_range(self, "length", ge=2)
-        check_range(self, "val_fraction", gt=0, lt=1)
-        check_range(self, "test_fraction", gt=0, lt=1)
-        if self.val_fraction + self.test_fraction >= 1:
-            raise ConfigError(
-                "test_fraction",
-                f"val_fraction + test_fraction must be < 1, got {self.val_fraction} + {self.test_fraction}",
-            )
+        check_fractions(self)
         check_range(self, "sample_chars", ge=0)
         check_range(self, "sample_temperature", ge=0)
         if self.path is not None:

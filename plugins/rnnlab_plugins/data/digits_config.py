@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from rnnlab.errors import ConfigError
-from rnnlab.schemas import SequenceConfig, check_choice, check_range
+from rnnlab.schemas import SequenceConfig, check_choice, check_fractions, check_range
 
 #: Where Debian's ``dataset-fashion-mnist`` package puts the IDX files.
 FASHION_PATH = "/usr/share/datasets/fashion-mnist"
@@ -67,13 +67,7 @@ class DigitsConfig(SequenceConfig):
         super().__post_init__()
         check_choice(self, "dataset", ("mnist", "fashion", "sklearn"))
         check_choice(self, "order", ("rows", "pixels", "permuted"))
-        check_range(self, "val_fraction", gt=0, lt=1)
-        check_range(self, "test_fraction", gt=0, lt=1)
+        check_fractions(self, leave_training=self.dataset != "fashion")  # fashion: its own test split
         check_range(self, "seed", ge=0)
-        if self.dataset != "fashion" and self.val_fraction + self.test_fraction >= 1:
-            raise ConfigError(
-                "test_fraction",
-                f"val_fraction + test_fraction must be < 1, got {self.val_fraction} + {self.test_fraction}",
-            )
         if self.dataset == "fashion":
             idx_files(self.path)  # fails here, before a run starts, when the files are not there
