@@ -96,6 +96,7 @@ CASES: list[tuple[list[str], str, str | None]] = [
     (["data=weather", "data.target=humidity"], "data.target: invalid value 'humidity'", "precipitation, temp_max"),
     (["data=weather", "data.features=[wind,snow]"], "data.features: no column 'snow'", "temp_min, wind"),
     (["trainer.max_time=0"], "trainer.max_time: must be > 0", None),
+    (["backbone.kernel=cuda"], "backbone.kernel: invalid value 'cuda'", "valid choices: cell, fused"),
     # the sequence tasks' own options
     (["data=digits", "data.order=spiral"], "data.order: invalid value 'spiral'", "permuted, pixels, rows"),
     (["data=ucr", "data.dataset=Foo"], "data.dataset: invalid value 'Foo'", "GunPoint, ItalyPowerDemand"),

@@ -1,6 +1,6 @@
 """Shared body of the fused backbones: torch.nn.RNN / LSTM / GRU, batch first (cuDNN on GPU).
 
-Three paths, the first is what runs unless a feature needs another:
+Three paths, the first is what runs unless a feature or ``kernel="cell"`` needs another:
 
 - fused: one call of the multi-layer module (cuDNN's kernel on GPU); no hooks, no per-layer output.
 - fused with hooked weights: the same single call through ``torch.func.functional_call`` with the
@@ -8,7 +8,9 @@ Three paths, the first is what runs unless a feature needs another:
 - layer by layer: one single-layer call per layer, on the same parameters, for
   ``transform_layer_output`` hooks and ``layers()``. Same arithmetic as the fused call; on GPU it
   gives up cuDNN's overlap of layers and re-packs the weights every call (a copy of the layer's
-  weights, small next to the sequence), so use it for diagnostics, not in every step.
+  weights, small next to the sequence), so use it for diagnostics, not in every step. With
+  ``kernel="cell"`` each layer runs as explicit cells (``_cells``), step by step, on the same
+  parameters: what per-step hooks inside the recurrence need.
 
 Variable lengths go through ``pack_padded_sequence``, so padded steps are never read.
 """
@@ -25,6 +27,7 @@ from torch.func import functional_call
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from rnnlab.backbone import Backbone
+from rnnlab_plugins.backbones._cells import run_layer
 
 
 class FusedBackbone(Backbone):
@@ -32,6 +35,7 @@ class FusedBackbone(Backbone):
     supported_hooks: ClassVar[frozenset[str]] = frozenset(
         {"transform_layer_output", "transform_recurrent_weight", "weight_penalty"}
     )
+    kernel = "fused"  # a class default: a backbone pickled before kernels existed is fused
 
     def __init__(
         self,
@@ -41,9 +45,11 @@ class FusedBackbone(Backbone):
         num_layers: int,
         bidirectional: bool,
         dropout: float,
+        kernel: str,
         **rnn_kwargs: Any,
     ) -> None:  # no defaults: they live in the schema (rnnlab_plugins.backbones.config) alone
         super().__init__()
+        self.kernel = kernel
         self.bidirectional = bidirectional
         self.hidden_size = hidden_size
         self.output_size = hidden_size * (2 if bidirectional else 1)
@@ -65,7 +71,7 @@ class FusedBackbone(Backbone):
     # -- forward ----------------------------------------------------------------------------------
 
     def forward(self, x: Tensor, state: Any = None, lengths: Tensor | None = None) -> tuple[Tensor, Any]:
-        if self.num_layers > 1 and self.hooked("transform_layer_output"):
+        if self.kernel == "cell" or (self.num_layers > 1 and self.hooked("transform_layer_output")):
             outs, state = self._layer_by_layer(x, state, lengths, hooks=True)
             return outs[-1], state
         weights = self._hooked_weights()
@@ -150,9 +156,12 @@ class FusedBackbone(Backbone):
             }
             rows = slice(layer * d, (layer + 1) * d)  # this layer's slice of the state's (D*L, B, H)
             s = None if state is None else tuple(t[rows] for t in state) if is_lstm else state[rows]
-            twin = self._twin(1, self.rnn.input_size if layer == 0 else self.output_size)
-            out, final = _run(twin, own, _pack(h, lengths), s)
-            out = _unpack(out, x.size(1))  # (B, T, D*H)
+            if self.kernel == "cell":
+                out, final = run_layer(self.rnn.mode.lower(), own, h, s, lengths, self.bidirectional)
+            else:
+                twin = self._twin(1, self.rnn.input_size if layer == 0 else self.output_size)
+                out, final = _run(twin, own, _pack(h, lengths), s)
+                out = _unpack(out, x.size(1))  # (B, T, D*H)
             outs.append(out)
             finals.append(final)
             if layer < self.num_layers - 1:

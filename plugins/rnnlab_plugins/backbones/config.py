@@ -14,11 +14,15 @@ class RecurrentConfig(PluginConfig):
     num_layers: int = 1
     bidirectional: bool = False
     dropout: float = 0.0  # between stacked layers, as in torch.nn.LSTM; needs num_layers > 1
+    # fused: torch's multi-layer module (cuDNN on GPU); cell: the same parameters run as explicit
+    # cells step by step in Python (slower; for hooks inside the recurrence such as zoneout)
+    kernel: str = "fused"
 
     def __post_init__(self) -> None:
         check_range(self, "hidden_size", ge=1)
         check_range(self, "num_layers", ge=1)
         check_range(self, "dropout", ge=0, lt=1)
+        check_choice(self, "kernel", ("fused", "cell"))
 
 
 @dataclass

@@ -1,0 +1,118 @@
+"""Explicit cells: one layer of torch.nn.RNN / LSTM / GRU written out step by step, on the same
+parameters (``weight_ih_l0``, ``weight_hh_l0``, ``bias_ih_l0``, ``bias_hh_l0`` and ``*_reverse``),
+with the same equations as PyTorch's documentation gives for each module:
+
+- RNN:  h' = act(W_ih x + b_ih + W_hh h + b_hh)
+- LSTM: i, f, g, o = W_ih x + b_ih + W_hh h + b_hh (in that order); c' = s(f) c + s(i) tanh(g);
+  h' = s(o) tanh(c')
+- GRU:  r, z, n from W_ih x + b_ih and W_hh h + b_hh (in that order); r = s(.r), z = s(.z);
+  n = tanh(W_in x + b_in + r (W_hn h + b_hn)); h' = (1 - z) n + z h
+
+The input projection of every step is one matrix product before the loop; the loop does the
+recurrence. With ``lengths``, a sequence's state stops changing after its last valid step and its
+outputs there are zeros, as the fused modules give through packing; the reverse direction of a
+bidirectional layer starts at each sequence's last valid step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+MODES = ("rnn_tanh", "rnn_relu", "lstm", "gru")
+
+#: a step: (projected input (B, G), state, W_hh, b_hh) -> (output (B, H), new state)
+Step = Callable[[Tensor, Any, Tensor, Tensor | None], tuple[Tensor, Any]]
+
+
+def _rnn(act: Callable[[Tensor], Tensor]) -> Step:
+    def step(xi: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor | None) -> tuple[Tensor, Tensor]:
+        gh = h @ w_hh.T if b_hh is None else torch.addmm(b_hh, h, w_hh.T)
+        h = act(xi + gh)
+        return h, h
+
+    return step
+
+
+def _lstm(xi: Tensor, state: tuple[Tensor, Tensor], w_hh: Tensor, b_hh: Tensor | None) -> tuple[Tensor, Any]:
+    h, c = state
+    gates = xi + (h @ w_hh.T if b_hh is None else torch.addmm(b_hh, h, w_hh.T))
+    i, f, g, o = gates.chunk(4, dim=1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    h = torch.sigmoid(o) * torch.tanh(c)
+    return h, (h, c)
+
+
+def _gru(xi: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor | None) -> tuple[Tensor, Tensor]:
+    gh = h @ w_hh.T if b_hh is None else torch.addmm(b_hh, h, w_hh.T)
+    xr, xz, xn = xi.chunk(3, dim=1)
+    hr, hz, hn = gh.chunk(3, dim=1)
+    r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+    h = torch.lerp(torch.tanh(xn + r * hn), h, z)  # (1 - z) n + z h
+    return h, h
+
+
+STEPS: dict[str, Step] = {"rnn_tanh": _rnn(torch.tanh), "rnn_relu": _rnn(torch.relu), "lstm": _lstm, "gru": _gru}
+
+
+def reverse(x: Tensor, lengths: Tensor | None) -> Tensor:
+    """Each sequence of ``x`` (B, T, ...) reversed within its valid steps; padding stays in place."""
+    if lengths is None:
+        return x.flip(1)
+    steps = torch.arange(x.size(1), device=x.device)[None, :]  # (1, T)
+    n = lengths.to(x.device)[:, None]  # (B, 1)
+    index = torch.where(steps < n, n - 1 - steps, steps)  # (B, T)
+    return x.gather(1, index.view(*index.shape, *([1] * (x.dim() - 2))).expand_as(x))
+
+
+def scan(
+    mode: str,
+    x: Tensor,
+    state: Any,
+    weights: tuple[Tensor, Tensor, Tensor | None, Tensor | None],
+    lengths: Tensor | None,
+) -> tuple[Tensor, Any]:
+    """One direction of one layer: outputs (B, T, H) and the final state ((B, H), or a pair for LSTM)."""
+    w_ih, w_hh, b_ih, b_hh = weights
+    batch, steps, _ = x.shape
+    hidden = w_hh.shape[1]
+    if state is None:
+        zeros = x.new_zeros(batch, hidden)
+        state = (zeros, zeros) if mode == "lstm" else zeros
+    xi = x @ w_ih.T if b_ih is None else torch.addmm(b_ih, x.reshape(-1, x.size(2)), w_ih.T).view(batch, steps, -1)
+    step = STEPS[mode]
+    valid = None if lengths is None else torch.arange(steps, device=x.device)[:, None] < lengths.to(x.device)[None, :]
+    outs = []
+    for t in range(steps):
+        out, new = step(xi[:, t], state, w_hh, b_hh)
+        if valid is not None:  # padded steps: the state holds, the output is zero
+            keep = valid[t][:, None]
+            out = torch.where(keep, out, torch.zeros_like(out))
+            if mode == "lstm":
+                new = tuple(torch.where(keep, n, s) for n, s in zip(new, state, strict=True))
+            else:
+                new = torch.where(keep, new, state)
+        outs.append(out)
+        state = new
+    return torch.stack(outs, dim=1), state
+
+
+def run_layer(
+    mode: str, weights: dict[str, Tensor], x: Tensor, state: Any, lengths: Tensor | None, bidirectional: bool
+) -> tuple[Tensor, Any]:
+    """One layer, as ``nn.RNN/LSTM/GRU(num_layers=1)`` would run it on ``weights`` (named as its
+    parameters): outputs (B, T, D*H) and the final state (D, B, H), a pair of them for LSTM."""
+    outs, finals = [], []
+    for d, suffix in enumerate(("", "_reverse")[: 2 if bidirectional else 1]):
+        own = tuple(weights.get(f"{name}_l0{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+        s = None if state is None else tuple(t[d] for t in state) if mode == "lstm" else state[d]
+        seq = x if d == 0 else reverse(x, lengths)
+        out, final = scan(mode, seq, s, own, lengths)  # type: ignore[arg-type]
+        outs.append(out if d == 0 else reverse(out, lengths))
+        finals.append(final)
+    if mode == "lstm":
+        return torch.cat(outs, dim=2), (torch.stack([f[0] for f in finals]), torch.stack([f[1] for f in finals]))
+    return torch.cat(outs, dim=2), torch.stack(finals)
