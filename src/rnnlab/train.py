@@ -76,6 +76,8 @@ def _callbacks(cfg: DictConfig, ckpt_dir: Path, run: Any) -> list[Any]:
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
+    from rnnlab.guard import NonFiniteGuard
+
     class _FlushMetrics(pl.Callback):
         """Send the buffered metrics to MLflow once an epoch, not once a step: when the epoch is over.
 
@@ -149,6 +151,7 @@ def _callbacks(cfg: DictConfig, ckpt_dir: Path, run: Any) -> list[Any]:
             score_start=bool(cfg.model.linear_skip),
         ),
         _FlushMetrics(),
+        NonFiniteGuard(check_every=cfg.trainer.log_every_n_steps),
     ]
     es = cfg.trainer.early_stopping
     if es.enabled:
