@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -62,6 +63,14 @@ class Backbone(nn.Module):
         """Every layer's per-step outputs, first layer first: [(B, T, H_l), ...]; the last equals
         ``forward``'s features. This default treats the backbone as one layer."""
         return [self(x, state, lengths)[0]]
+
+    @contextlib.contextmanager
+    def recording_layers(self) -> Iterator[list[list[Tensor]]]:
+        """Within the block, ``forward`` appends to the list it yields, for every layer, the list of
+        its states h_t (B, H), t = 1 .. T, as the graph's nodes that the next step reads (so the
+        gradient of a loss with respect to h_t is the whole dL/dh_t, through later steps too): the
+        gradient-flow diagnostics read these. This default records nothing (no per-step diagnostics)."""
+        yield []
 
     def recurrent_weights(self) -> dict[str, Tensor]:
         """The hidden-to-hidden weights by parameter name (e.g. ``weight_hh_l0``), for regularizers'

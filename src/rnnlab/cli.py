@@ -114,6 +114,7 @@ def print_help() -> None:
         "",
         "usage: python -m rnnlab [KEY=VALUE ...] [GROUP=OPTION ...] [-m] [--cfg job] [--info]",
         "       python -m rnnlab plugins          list installed plugins and their options",
+        "       python -m rnnlab diagnose RUN_ID  a run's gradient flow: vanishing, exploding or healthy",
         "",
         "config groups (GROUP=OPTION):",
         *[f"  {g:<{width}}  {', '.join(opts) if opts else '(none)'}" for g, opts in groups.items()],
@@ -162,10 +163,40 @@ def print_plugins() -> None:
         print()
 
 
+def _diagnose(args: list[str]) -> None:
+    """``python -m rnnlab diagnose RUN_ID [--tracking-uri URI]``: a past run's gradient-flow verdict."""
+    import argparse
+
+    from rnnlab.errors import RnnlabError
+    from rnnlab.schemas import LoggerConfig
+
+    parser = argparse.ArgumentParser(
+        prog="rnnlab diagnose", description="a run's gradient flow: vanishing, exploding or healthy"
+    )
+    parser.add_argument("run_id")
+    parser.add_argument(
+        "--tracking-uri", default=LoggerConfig.tracking_uri, help="the MLflow store (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--samples", type=int, default=64, help="training sequences to recompute on (default: %(default)s)"
+    )
+    opts = parser.parse_args(args)
+    from rnnlab.diagnostics import diagnose
+
+    try:
+        print(diagnose(opts.run_id, opts.tracking_uri, opts.samples))
+    except RnnlabError as e:
+        print(f"rnnlab: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = sweeper_params_as_arguments(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["plugins"]:
         print_plugins()
+        return
+    if args[:1] == ["diagnose"]:
+        _diagnose(args[1:])
         return
     if args[:1] == ["sync"]:  # replay runs whose records a tracking outage left in their spool
         from rnnlab.spool import sync

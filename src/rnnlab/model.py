@@ -359,6 +359,10 @@ class SequenceModel(pl.LightningModule):
         wanted = {f"{stage}/{m}" for m in self.task.metrics} | {f"{stage}/loss"}
         self.log_dict({k: v for k, v in metrics.items() if k in wanted}, on_epoch=True, sync_dist=False)
 
+    def loss_of(self, out: Tensor, y: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """The task's loss of outputs ``out`` against targets ``y`` (valid steps only), no penalties."""
+        return self._loss(*self._valid(out, y, lengths))
+
     def _valid(self, out: Tensor, y: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
         """Per-step outputs and targets at valid steps only: (B, T, ...) -> (N, ...); as they are
         for last-step targets or without lengths."""

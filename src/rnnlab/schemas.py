@@ -370,6 +370,22 @@ class LoggerConfig:
 
 
 @dataclass
+class DiagnosticsConfig:
+    """Gradient flow through time (``rnnlab.diagnostics``): off by default. When on, every
+    ``every_n_epochs`` epochs (and after the last) ||dL/dh_t|| per step and layer on a fixed batch of
+    ``samples`` training sequences, the recurrent weights' largest singular values and saturation;
+    on every step, parameter gradient norms and whether clipping fired."""
+
+    enabled: bool = False
+    every_n_epochs: int = 1
+    samples: int = 64
+
+    def __post_init__(self) -> None:
+        check_range(self, "every_n_epochs", ge=1)
+        check_range(self, "samples", ge=1)
+
+
+@dataclass
 class TrialConfig:
     """Set by the Optuna sweeper for each trial it launches; empty for a plain run."""
 
@@ -443,6 +459,7 @@ class TrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     trial: TrialConfig = field(default_factory=TrialConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     seed: int = 42
     # Continue a run: a checkpoint (outputs/.../checkpoints/last.ckpt), an MLflow run id, or "last"
     # (the most recent run of this experiment); the same MLflow run goes on (rnnlab.resume).

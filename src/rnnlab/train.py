@@ -160,6 +160,18 @@ def _callbacks(cfg: DictConfig, ckpt_dir: Path, run: Any) -> list[Any]:
         )
     if cfg.get("scheduler") is not None:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    if cfg.diagnostics.enabled:
+        from rnnlab.diagnostics import GradientFlow
+
+        callbacks.append(
+            GradientFlow(
+                every_n_epochs=cfg.diagnostics.every_n_epochs,
+                samples=cfg.diagnostics.samples,
+                clip_val=cfg.trainer.gradient_clip_val,
+                run=run,
+                out_dir=ckpt_dir.parent,
+            )
+        )
     if cfg.trial.number is not None:
         from rnnlab.pruning import PruningCallback
 
@@ -213,6 +225,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         tested = trainer.test(model, datamodule=dm, ckpt_path=best, weights_only=True, verbose=False)[0]
         results = report.collect(cfg, trainer, tested, dm, model.net, started)
         report.log_results(life.run, cfg, results, trainer, model, dm, out_dir)
+        for callback in trainer.callbacks:
+            if getattr(callback, "summary", {}).get("sentence"):  # rnnlab.diagnostics.GradientFlow
+                print(callback.summary["sentence"])
         return results.metrics
 
 

@@ -74,8 +74,11 @@ def scan(
     state: Any,
     weights: tuple[Tensor, Tensor, Tensor | None, Tensor | None],
     lengths: Tensor | None,
+    record: list[Tensor] | None = None,
 ) -> tuple[Tensor, Any]:
-    """One direction of one layer: outputs (B, T, H) and the final state ((B, H), or a pair for LSTM)."""
+    """One direction of one layer: outputs (B, T, H) and the final state ((B, H), or a pair for LSTM).
+    ``record`` gets h_t (B, H) of every step, the tensors the next step reads: the gradient of a
+    loss with respect to them is the whole dL/dh_t, through the later steps too."""
     w_ih, w_hh, b_ih, b_hh = weights
     batch, steps, _ = x.shape
     hidden = w_hh.shape[1]
@@ -97,20 +100,29 @@ def scan(
                 new = torch.where(keep, new, state)
         outs.append(out)
         state = new
+        if record is not None:
+            record.append(state[0] if mode == "lstm" else state)
     return torch.stack(outs, dim=1), state
 
 
 def run_layer(
-    mode: str, weights: dict[str, Tensor], x: Tensor, state: Any, lengths: Tensor | None, bidirectional: bool
+    mode: str,
+    weights: dict[str, Tensor],
+    x: Tensor,
+    state: Any,
+    lengths: Tensor | None,
+    bidirectional: bool,
+    record: list[Tensor] | None = None,
 ) -> tuple[Tensor, Any]:
     """One layer, as ``nn.RNN/LSTM/GRU(num_layers=1)`` would run it on ``weights`` (named as its
-    parameters): outputs (B, T, D*H) and the final state (D, B, H), a pair of them for LSTM."""
+    parameters): outputs (B, T, D*H) and the final state (D, B, H), a pair of them for LSTM.
+    ``record`` gets the forward direction's h_t of every step (see :func:`scan`)."""
     outs, finals = [], []
     for d, suffix in enumerate(("", "_reverse")[: 2 if bidirectional else 1]):
         own = tuple(weights.get(f"{name}_l0{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
         s = None if state is None else tuple(t[d] for t in state) if mode == "lstm" else state[d]
         seq = x if d == 0 else reverse(x, lengths)
-        out, final = scan(mode, seq, s, own, lengths)  # type: ignore[arg-type]
+        out, final = scan(mode, seq, s, own, lengths, record if d == 0 else None)  # type: ignore[arg-type]
         outs.append(out if d == 0 else reverse(out, lengths))
         finals.append(final)
     if mode == "lstm":

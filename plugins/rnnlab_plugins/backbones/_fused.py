@@ -17,8 +17,9 @@ Variable lengths go through ``pack_padded_sequence``, so padded steps are never 
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import torch
@@ -71,8 +72,13 @@ class FusedBackbone(Backbone):
     # -- forward ----------------------------------------------------------------------------------
 
     def forward(self, x: Tensor, state: Any = None, lengths: Tensor | None = None) -> tuple[Tensor, Any]:
-        if self.kernel == "cell" or (self.num_layers > 1 and self.hooked("transform_layer_output")):
-            outs, state = self._layer_by_layer(x, state, lengths, hooks=True)
+        recording = self.__dict__.get("_recording")
+        if (
+            recording is not None
+            or self.kernel == "cell"
+            or (self.num_layers > 1 and self.hooked("transform_layer_output"))
+        ):
+            outs, state = self._layer_by_layer(x, state, lengths, hooks=True, record=recording)
             return outs[-1], state
         weights = self._hooked_weights()
         inp = _pack(x, lengths)
@@ -82,6 +88,17 @@ class FusedBackbone(Backbone):
             twin = self._twin(self.num_layers, self.rnn.input_size)
             out, state = _run(twin, weights, inp, state)
         return _unpack(out, x.size(1)), state
+
+    @contextlib.contextmanager
+    def recording_layers(self) -> Iterator[list[list[Tensor]]]:
+        """Runs every layer as explicit cells within the block (same weights, same outputs), so each
+        step's state is a node of the graph: see :meth:`rnnlab.backbone.Backbone.recording_layers`."""
+        layers: list[list[Tensor]] = []
+        self.__dict__["_recording"] = layers  # not a module attribute: never in state_dict or pickles
+        try:
+            yield layers
+        finally:
+            self.__dict__.pop("_recording", None)
 
     def layers(self, x: Tensor, state: Any = None, lengths: Tensor | None = None) -> list[Tensor]:
         return self._layer_by_layer(x, state, lengths, hooks=False)[0]
@@ -139,9 +156,12 @@ class FusedBackbone(Backbone):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())
         state.pop("_twins", None)  # rebuilt on first use
+        state.pop("_recording", None)
         return state
 
-    def _layer_by_layer(self, x: Tensor, state: Any, lengths: Tensor | None, hooks: bool) -> tuple[list[Tensor], Any]:
+    def _layer_by_layer(
+        self, x: Tensor, state: Any, lengths: Tensor | None, hooks: bool, record: list[list[Tensor]] | None = None
+    ) -> tuple[list[Tensor], Any]:
         weights = (self._hooked_weights() if hooks else None) or dict[str, Tensor](self.rnn.named_parameters())
         d = 2 if self.bidirectional else 1
         is_lstm = isinstance(self.rnn, nn.LSTM)
@@ -156,8 +176,11 @@ class FusedBackbone(Backbone):
             }
             rows = slice(layer * d, (layer + 1) * d)  # this layer's slice of the state's (D*L, B, H)
             s = None if state is None else tuple(t[rows] for t in state) if is_lstm else state[rows]
-            if self.kernel == "cell":
-                out, final = run_layer(self.rnn.mode.lower(), own, h, s, lengths, self.bidirectional)
+            if self.kernel == "cell" or record is not None:
+                steps: list[Tensor] | None = None if record is None else []
+                out, final = run_layer(self.rnn.mode.lower(), own, h, s, lengths, self.bidirectional, steps)
+                if record is not None and steps is not None:
+                    record.append(steps)
             else:
                 twin = self._twin(1, self.rnn.input_size if layer == 0 else self.output_size)
                 out, final = _run(twin, own, _pack(h, lengths), s)

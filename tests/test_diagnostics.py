@@ -1,0 +1,124 @@
+"""rnnlab.diagnostics: dL/dh_t through time per layer, the verdict, and ``rnnlab diagnose``."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+from rnnlab_plugins.backbones.config import LSTMConfig, RNNConfig
+
+from rnnlab import bptt
+from rnnlab.diagnostics import verdict
+from rnnlab.testing import build
+
+ADDING = ["data=adding", "data.length=20", "data.n_train=256", "data.n_val=64", "data.n_test=64"]
+TINY = ["backbone.hidden_size=8", "trainer.accelerator=cpu", "trainer.devices=1", "logger.log_model=false"]
+
+
+def test_recorded_states_give_the_bptt_gradients_through_time():
+    """A fused tanh RNN, recorded: the gradient at each h_t is rnnlab.bptt's dL/dh_t (the path
+    through every later step included), not just the loss's direct use of that step's output."""
+    torch.manual_seed(0)
+    backbone = build("backbone", RNNConfig(hidden_size=5), input_size=3).double()
+    x = torch.randn(2, 6, 3, dtype=torch.float64)
+    v = torch.zeros(2, 6, 5, dtype=torch.float64)
+    v[:, -1] = torch.randn(2, 5, dtype=torch.float64)  # a loss on the last step only
+    with backbone.recording_layers() as layers:
+        out = backbone(x)[0]
+        loss = (out * v).sum()
+        grads = torch.autograd.grad(loss, layers[0])
+    rnn = backbone.rnn
+    params = bptt.RNNParams(
+        W_xh=rnn.weight_ih_l0.detach(),
+        W_hh=rnn.weight_hh_l0.detach(),
+        b_h=(rnn.bias_ih_l0 + rnn.bias_hh_l0).detach(),
+        W_hy=torch.eye(5, dtype=torch.float64),
+        b_y=torch.zeros(5, dtype=torch.float64),
+    )
+    reference = bptt.backward(x, params, v).h  # (B, T, H)
+    torch.testing.assert_close(torch.stack(grads, 1), reference, rtol=0, atol=1e-12)
+    assert reference[:, 0].abs().max() > 0  # earlier states do get a gradient
+
+
+def test_recording_runs_stacked_layers_one_by_one_with_the_same_outputs():
+    torch.manual_seed(1)
+    backbone = build("backbone", LSTMConfig(hidden_size=4, num_layers=2), input_size=3)
+    x = torch.randn(3, 5, 3)
+    plain = backbone(x)[0]
+    with backbone.recording_layers() as layers:
+        recorded = backbone(x)[0]
+    torch.testing.assert_close(recorded, plain, rtol=0, atol=1e-6)
+    assert [len(layer) for layer in layers] == [5, 5] and layers[1][-1].shape == (3, 4)
+
+
+@pytest.mark.parametrize(
+    ("ratio", "kind"), [(1e-5, "vanishing"), (0.3, "healthy"), (5e3, "exploding"), (math.inf, "exploding")]
+)
+def test_verdict(ratio, kind):
+    got, sentence = verdict(ratio, 0.25)
+    assert got == kind and sentence.startswith(f"gradient flow: {kind} (") and "clipped on 25% of steps" in sentence
+
+
+def test_a_run_logs_diagnostics_and_diagnose_reads_them_or_recomputes_them(workdir):
+    from conftest import run_cli
+
+    from rnnlab.composition import compose
+    from rnnlab.train import train
+
+    cfg = compose(
+        [*ADDING, *TINY, "backbone=rnn", "diagnostics.enabled=true", "trainer.max_epochs=2", "output_dir=out"]
+    )
+    train(cfg)
+    client = MlflowClient(f"sqlite:///{workdir}/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("rnnlab").experiment_id])
+    history = client.get_metric_history(run.info.run_id, "diag/grad_h_ratio/layer0")
+    assert [m.step for m in history] == [0, 1]  # every epoch
+    for key in ("diag/grad_h_first/layer0", "diag/sigma_max/weight_hh_l0", "diag/clip_rate", "diag/saturation/layer0"):
+        assert key in run.data.metrics, key
+    assert any(k.startswith("diag/grad_norm/net.backbone.rnn.weight_hh_l0") for k in run.data.metrics)
+    sentence = run.data.tags["rnnlab.diagnostics.verdict"]
+    assert sentence == verdict(history[-1].value, run.data.metrics["diag/clip_rate"])[1]
+    out_dir = workdir / "out"
+    saved = json.loads((out_dir / "diagnostics" / "grad_flow.json").read_text())
+    assert len(saved["history"][-1]["layers"][0]["grad_h"]) == 20  # a norm per step
+    artifacts = {f.path for f in client.list_artifacts(run.info.run_id, "plots")}
+    assert {"plots/grad_flow.png", "plots/diagnostics.png"} <= artifacts
+
+    res = run_cli(["diagnose", run.info.run_id], workdir)
+    assert res.returncode == 0 and res.stdout.startswith(f"run {run.info.run_id[:8]}: {sentence}"), res.stderr
+
+
+@pytest.mark.slow  # two more processes, ~25 s
+def test_diagnose_recomputes_a_run_that_logged_no_diagnostics(workdir):
+    """Rebuilt by its own command, its best checkpoint loaded, measured on 64 training sequences."""
+    from conftest import run_cli
+
+    client = MlflowClient(f"sqlite:///{workdir}/mlflow.db")
+    plain = run_cli(
+        [*ADDING, "backbone=rnn", "backbone.hidden_size=8", "trainer.max_epochs=1", "logger.log_model=false"], workdir
+    )
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    (latest,) = client.search_runs([client.get_experiment_by_name("rnnlab").experiment_id])
+    assert not any(k.startswith("diag/") for k in latest.data.metrics)
+    res = run_cli(["diagnose", latest.info.run_id], workdir)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "recomputed from its best checkpoint on 64 training sequences" in res.stdout
+    assert res.stdout.split(": ", 1)[1].startswith("gradient flow: ")
+
+
+def test_diagnose_an_unknown_run_or_store_is_one_line(workdir):
+    from conftest import run_cli
+
+    res = run_cli(["diagnose", "0123abcd"], workdir)
+    assert res.returncode == 2 and res.stderr.strip().splitlines() == [
+        f"rnnlab: error: diagnose: no MLflow store at {workdir}/mlflow.db (run it where the run was started, "
+        "or pass --tracking-uri)"
+    ]
+    MlflowClient(f"sqlite:///{workdir}/mlflow.db").search_experiments()  # a store, without that run
+    res = run_cli(["diagnose", "0123abcd"], workdir)
+    assert res.returncode == 2 and res.stderr.strip().splitlines() == [
+        f"rnnlab: error: diagnose: no run '0123abcd' in sqlite:///{workdir}/mlflow.db"
+    ]
