@@ -97,6 +97,8 @@ CASES: list[tuple[list[str], str, str | None]] = [
     (["data=weather", "data.features=[wind,snow]"], "data.features: no column 'snow'", "temp_min, wind"),
     (["trainer.max_time=0"], "trainer.max_time: must be > 0", None),
     (["backbone.kernel=cuda"], "backbone.kernel: invalid value 'cuda'", "valid choices: cell, fused"),
+    (["diagnostics.every_n_epochs=0"], "diagnostics.every_n_epochs: must be >= 1, got 0", None),
+    (["diagnostics.enabled=maybe"], "diagnostics.enabled: Value 'maybe' is not a valid bool", None),
     # the sequence tasks' own options
     (["data=digits", "data.order=spiral"], "data.order: invalid value 'spiral'", "permuted, pixels, rows"),
     (["data=ucr", "data.dataset=Foo"], "data.dataset: invalid value 'Foo'", "GunPoint, ItalyPowerDemand"),
