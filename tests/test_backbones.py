@@ -214,9 +214,19 @@ def test_a_weight_hook_acts_without_touching_the_parameter():
 
 
 @pytest.mark.parametrize("name", backbones.names())
-def test_a_hook_the_backbone_cannot_call_is_refused(name):
-    with pytest.raises(ValueError, match="transform_cell_state"):
-        _net(_backbone(name), [_CellHook()])
+def test_a_cell_state_hook_runs_an_lstm_as_explicit_cells_and_is_moot_elsewhere(name):
+    net = _net(_backbone(name), [_CellHook()])
+    assert net.backbone.kernel == ("cell" if name == "lstm" else "fused")  # rnn and gru have no cell state
+
+
+def test_a_hook_the_backbone_cannot_call_is_refused():
+    from rnnlab.backbone import Backbone
+
+    class Plain(Backbone):  # calls no hook inside the recurrence
+        output_size = 4
+
+    with pytest.raises(ValueError, match="needs transform_cell_state, which backbone Plain does not call"):
+        Plain().use_regularizers([_CellHook()])
 
 
 def test_a_per_step_backbone_gets_the_cell_state_hook():

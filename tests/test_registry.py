@@ -90,6 +90,7 @@ def test_a_third_party_plugin_registers_and_builds():
         num_layers: int = 1
         bidirectional: bool = False
         dropout: float = 0.0
+        kernel: str = "fused"
         impl: ClassVar[str] = "rnnlab_plugins.backbones.gru:GRUBackbone"
 
     registry.register("tiny", TinyConfig)

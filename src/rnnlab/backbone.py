@@ -44,6 +44,9 @@ class Backbone(nn.Module):
 
     output_size: int
     supported_hooks: ClassVar[frozenset[str]] = frozenset()
+    # Hooks accepted without being called because they have nothing to act on here (a GRU has no
+    # cell state for transform_cell_state): a regularizer that also has them is not refused.
+    inapplicable_hooks: ClassVar[frozenset[str]] = frozenset()
     # A plain tuple, not a ModuleList: the regularizers belong to SequenceNet (their state_dict keys
     # stay ``net.regularizers.*``); the backbone only calls their hooks. A class default, so a
     # backbone pickled before this attribute existed still works.
@@ -83,7 +86,7 @@ class Backbone(nn.Module):
         """Attach the regularizers whose hooks this backbone calls; refuse one that needs a hook this
         backbone does not call (``ValueError`` naming both)."""
         for reg in regularizers:
-            missing = sorted(reg.backbone_hooks() - self.supported_hooks)
+            missing = sorted(reg.backbone_hooks() - self.supported_hooks - self.inapplicable_hooks)
             if missing:
                 supported = ", ".join(sorted(self.supported_hooks)) or "none"
                 raise ValueError(

@@ -34,10 +34,11 @@ class Regularizer(nn.Module):
       ``lengths`` (B,), steps at and beyond a sequence's length are padding (zeros).
 
     Called by backbones that list them in ``supported_hooks`` (the model refuses the combination
-    otherwise). The built-in fused backbones (rnn, lstm, gru) call ``transform_layer_output``,
-    ``transform_recurrent_weight`` and support ``weight_penalty``; they cannot call the per-step
-    ``transform_hidden_state`` / ``transform_cell_state`` (cuDNN runs the whole sequence in one
-    kernel), which are for backbones with an explicit cell loop:
+    otherwise). The built-in backbones (rnn, lstm, gru) call ``transform_layer_output``,
+    ``transform_recurrent_weight`` and support ``weight_penalty`` on their fused kernels; the
+    per-step ``transform_hidden_state`` / ``transform_cell_state`` need an explicit cell loop (cuDNN
+    runs the whole sequence in one kernel), so a regularizer that needs them switches the backbone
+    to ``kernel=cell`` and the log says so:
 
     - ``transform_layer_output(h, layer)``: layer ``layer``'s outputs (B, T, D*H) before they feed
       layer ``layer + 1`` (never called after the last layer; that is ``transform``). Called after

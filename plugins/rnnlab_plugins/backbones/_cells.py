@@ -75,10 +75,12 @@ def scan(
     weights: tuple[Tensor, Tensor, Tensor | None, Tensor | None],
     lengths: Tensor | None,
     record: list[Tensor] | None = None,
+    hook: Callable[[Any, Any], Any] | None = None,
 ) -> tuple[Tensor, Any]:
     """One direction of one layer: outputs (B, T, H) and the final state ((B, H), or a pair for LSTM).
     ``record`` gets h_t (B, H) of every step, the tensors the next step reads: the gradient of a
-    loss with respect to them is the whole dL/dh_t, through the later steps too."""
+    loss with respect to them is the whole dL/dh_t, through the later steps too. ``hook(new, old)``
+    (zoneout) turns each step's new state into the one kept, given the state before the step."""
     w_ih, w_hh, b_ih, b_hh = weights
     batch, steps, _ = x.shape
     hidden = w_hh.shape[1]
@@ -91,6 +93,9 @@ def scan(
     outs = []
     for t in range(steps):
         out, new = step(xi[:, t], state, w_hh, b_hh)
+        if hook is not None:
+            new = hook(new, state)
+            out = new[0] if mode == "lstm" else new
         if valid is not None:  # padded steps: the state holds, the output is zero
             keep = valid[t][:, None]
             out = torch.where(keep, out, torch.zeros_like(out))
@@ -113,6 +118,7 @@ def run_layer(
     lengths: Tensor | None,
     bidirectional: bool,
     record: list[Tensor] | None = None,
+    hook: Callable[[Any, Any], Any] | None = None,
 ) -> tuple[Tensor, Any]:
     """One layer, as ``nn.RNN/LSTM/GRU(num_layers=1)`` would run it on ``weights`` (named as its
     parameters): outputs (B, T, D*H) and the final state (D, B, H), a pair of them for LSTM.
@@ -122,7 +128,7 @@ def run_layer(
         own = tuple(weights.get(f"{name}_l0{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
         s = None if state is None else tuple(t[d] for t in state) if mode == "lstm" else state[d]
         seq = x if d == 0 else reverse(x, lengths)
-        out, final = scan(mode, seq, s, own, lengths, record if d == 0 else None)  # type: ignore[arg-type]
+        out, final = scan(mode, seq, s, own, lengths, record if d == 0 else None, hook)  # type: ignore[arg-type]
         outs.append(out if d == 0 else reverse(out, lengths))
         finals.append(final)
     if mode == "lstm":

@@ -18,8 +18,9 @@ Variable lengths go through ``pack_padded_sequence``, so padded steps are never 
 from __future__ import annotations
 
 import contextlib
+import logging
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -28,13 +29,22 @@ from torch.func import functional_call
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from rnnlab.backbone import Backbone
+from rnnlab.regularizer import Regularizer
 from rnnlab_plugins.backbones._cells import run_layer
+
+log = logging.getLogger(__name__)
+_PER_STEP = frozenset({"transform_hidden_state", "transform_cell_state"})
 
 
 class FusedBackbone(Backbone):
     rnn_class: Callable[..., nn.RNNBase]  # nn.RNN, nn.LSTM or nn.GRU
     supported_hooks: ClassVar[frozenset[str]] = frozenset(
-        {"transform_layer_output", "transform_recurrent_weight", "weight_penalty"}
+        {
+            "transform_layer_output",
+            "transform_recurrent_weight",
+            "weight_penalty",
+            "transform_hidden_state",  # with kernel=cell, selected for them
+        }
     )
     kernel = "fused"  # a class default: a backbone pickled before kernels existed is fused
 
@@ -64,6 +74,34 @@ class FusedBackbone(Backbone):
             dropout=dropout if num_layers > 1 else 0.0,
             **rnn_kwargs,
         )
+
+    def use_regularizers(self, regularizers: Sequence[Regularizer]) -> None:
+        per_step = [r for r in regularizers if r.backbone_hooks() & (_PER_STEP - self.inapplicable_hooks)]
+        if per_step and self.kernel != "cell":
+            names = ", ".join(sorted({type(r).__name__ for r in per_step}))
+            log.info("%s acts inside the recurrence: backbone.kernel=cell (explicit cells) selected", names)
+            self.kernel = "cell"
+        super().use_regularizers(regularizers)
+
+    def _state_hook(self, layer: int) -> Callable[[Any, Any], Any] | None:
+        """What the cells call after each step of ``layer``: every per-step regularizer's hook."""
+        on_h, on_c = self.hooked("transform_hidden_state"), self.hooked("transform_cell_state")
+        if not on_h and not on_c:
+            return None
+
+        def hook(new: Any, old: Any) -> Any:
+            lstm = isinstance(new, tuple)
+            h, h_prev = (new[0], old[0]) if lstm else (new, old)
+            for reg in on_h:
+                h = reg.transform_hidden_state(h, h_prev, layer)
+            if not lstm:
+                return h
+            c = new[1]
+            for reg in on_c:
+                c = reg.transform_cell_state(c, old[1], layer)
+            return h, c
+
+        return hook
 
     @property
     def num_layers(self) -> int:
@@ -178,7 +216,8 @@ class FusedBackbone(Backbone):
             s = None if state is None else tuple(t[rows] for t in state) if is_lstm else state[rows]
             if self.kernel == "cell" or record is not None:
                 steps: list[Tensor] | None = None if record is None else []
-                out, final = run_layer(self.rnn.mode.lower(), own, h, s, lengths, self.bidirectional, steps)
+                mode, hook = self.rnn.mode.lower(), self._state_hook(layer) if hooks else None
+                out, final = run_layer(mode, own, h, s, lengths, self.bidirectional, steps, hook)
                 if record is not None and steps is not None:
                     record.append(steps)
             else:

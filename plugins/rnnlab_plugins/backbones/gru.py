@@ -9,3 +9,4 @@ from rnnlab_plugins.backbones._fused import FusedBackbone
 
 class GRUBackbone(FusedBackbone):
     rnn_class = nn.GRU
+    inapplicable_hooks = frozenset({"transform_cell_state"})  # no cell state

@@ -9,3 +9,4 @@ from rnnlab_plugins.backbones._fused import FusedBackbone
 
 class LSTMBackbone(FusedBackbone):
     rnn_class = nn.LSTM
+    supported_hooks = FusedBackbone.supported_hooks | {"transform_cell_state"}

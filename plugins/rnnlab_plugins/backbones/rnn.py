@@ -11,6 +11,7 @@ from rnnlab_plugins.backbones._fused import FusedBackbone
 
 class RNNBackbone(FusedBackbone):
     rnn_class = nn.RNN
+    inapplicable_hooks = frozenset({"transform_cell_state"})  # no cell state
 
     def __init__(self, *, nonlinearity: str, **kwargs: Any) -> None:
         super().__init__(nonlinearity=nonlinearity, **kwargs)
