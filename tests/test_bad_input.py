@@ -16,7 +16,7 @@ SWEEP = ["-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2"]
 # (arguments, expected start of the message after "rnnlab: error: ", expected fragment or None)
 CASES: list[tuple[list[str], str, str | None]] = [
     # unknown plugins and presets, every group
-    (["backbone=lstn"], "backbone: unknown backbone 'lstn'", "valid choices: gru, lstm, rnn"),
+    (["backbone=lstn"], "backbone: unknown backbone 'lstn'", "valid choices: gru, ln_lstm, lstm, rnn"),
     (
         ["data=wether"],
         "data: unknown data 'wether'",

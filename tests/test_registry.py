@@ -15,7 +15,7 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def test_builtins_are_registered_through_entry_points():
-    assert backbones.names() == ["gru", "lstm", "rnn"]
+    assert backbones.names() == ["gru", "ln_lstm", "lstm", "rnn"]
     assert {"temperature", "sine", "csv"} <= set(REGISTRIES["data"].names())
     assert {"dropout", "ar_tar"} <= set(REGISTRIES["regularizer"].names())
 
@@ -77,7 +77,7 @@ def test_plugins_command_shows_the_defaults_that_run():
 def test_unknown_name_lists_the_installed_ones():
     with pytest.raises(ConfigError) as err:
         backbones.schema("lstn")
-    assert str(err.value) == "backbone: unknown backbone 'lstn'; valid choices: gru, lstm, rnn"
+    assert str(err.value) == "backbone: unknown backbone 'lstn'; valid choices: gru, ln_lstm, lstm, rnn"
 
 
 def test_a_third_party_plugin_registers_and_builds():

@@ -69,7 +69,7 @@ def reverse(x: Tensor, lengths: Tensor | None) -> Tensor:
 
 
 def scan(
-    mode: str,
+    mode: str | Step,
     x: Tensor,
     state: Any,
     weights: tuple[Tensor, Tensor, Tensor | None, Tensor | None],
@@ -78,6 +78,7 @@ def scan(
     hook: Callable[[Any, Any], Any] | None = None,
 ) -> tuple[Tensor, Any]:
     """One direction of one layer: outputs (B, T, H) and the final state ((B, H), or a pair for LSTM).
+    ``mode``: a name of :data:`STEPS`, or a step of one's own (then ``state`` must be given).
     ``record`` gets h_t (B, H) of every step, the tensors the next step reads: the gradient of a
     loss with respect to them is the whole dL/dh_t, through the later steps too. ``hook(new, old)``
     (zoneout) turns each step's new state into the one kept, given the state before the step."""
@@ -86,27 +87,28 @@ def scan(
     hidden = w_hh.shape[1]
     if state is None:
         zeros = x.new_zeros(batch, hidden)
-        state = (zeros, zeros) if mode == "lstm" else zeros
+        state = (zeros, zeros) if mode == "lstm" else zeros  # a callable step is given its state
     xi = x @ w_ih.T if b_ih is None else torch.addmm(b_ih, x.reshape(-1, x.size(2)), w_ih.T).view(batch, steps, -1)
-    step = STEPS[mode]
+    step = STEPS[mode] if isinstance(mode, str) else mode
+    paired = isinstance(state, tuple)  # (h, c)
     valid = None if lengths is None else torch.arange(steps, device=x.device)[:, None] < lengths.to(x.device)[None, :]
     outs = []
     for t in range(steps):
         out, new = step(xi[:, t], state, w_hh, b_hh)
         if hook is not None:
             new = hook(new, state)
-            out = new[0] if mode == "lstm" else new
+            out = new[0] if paired else new
         if valid is not None:  # padded steps: the state holds, the output is zero
             keep = valid[t][:, None]
             out = torch.where(keep, out, torch.zeros_like(out))
-            if mode == "lstm":
+            if paired:
                 new = tuple(torch.where(keep, n, s) for n, s in zip(new, state, strict=True))
             else:
                 new = torch.where(keep, new, state)
         outs.append(out)
         state = new
         if record is not None:
-            record.append(state[0] if mode == "lstm" else state)
+            record.append(state[0] if paired else state)
     return torch.stack(outs, dim=1), state
 
 

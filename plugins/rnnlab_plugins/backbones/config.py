@@ -48,3 +48,19 @@ class LSTMConfig(RecurrentConfig):
 class GRUConfig(RecurrentConfig):
     name: str = "gru"
     impl: ClassVar[str] = "rnnlab_plugins.backbones.gru:GRUBackbone"
+
+
+@dataclass
+class LayerNormLSTMConfig(RecurrentConfig):
+    """Layer-normalized LSTM (Ba, Kiros & Hinton 2016): layer norm on the input and recurrent gate
+    pre-activations and on the cell, as explicit cells; the forget gate's bias starts at
+    ``forget_bias`` (Jozefowicz et al. 2015). ``kernel`` must stay ``cell``: there is no fused one."""
+
+    name: str = "ln_lstm"
+    kernel: str = "cell"
+    forget_bias: float = 1.0
+    impl: ClassVar[str] = "rnnlab_plugins.backbones.ln_lstm:LayerNormLSTMBackbone"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice(self, "kernel", ("cell",))
