@@ -122,3 +122,43 @@ def test_diagnose_an_unknown_run_or_store_is_one_line(workdir):
     assert res.returncode == 2 and res.stderr.strip().splitlines() == [
         f"rnnlab: error: diagnose: no run '0123abcd' in sqlite:///{workdir}/mlflow.db"
     ]
+
+
+ADDING_50 = [
+    "data=adding",
+    "data.length=50",
+    "data.n_train=4000",
+    "data.n_val=200",
+    "data.n_test=200",
+    "data.batch_size=32",
+    "backbone.hidden_size=32",
+    "optimizer.lr=0.005",
+    "trainer.max_epochs=15",
+    "trainer.early_stopping.enabled=false",
+    "diagnostics.enabled=true",
+    "diagnostics.every_n_epochs=5",
+    "trainer.accelerator=cpu",
+    "trainer.devices=1",
+    "logger.log_model=false",
+]
+
+
+@pytest.mark.slow  # two trainings on the adding problem, about a minute each
+def test_after_training_on_the_adding_problem_the_rnn_vanishes_and_the_lstm_does_not(workdir):
+    """Issue 10's check: T = 50, the tanh RNN's ||dL/dh_1|| / ||dL/dh_T|| at least 100x below the
+    LSTM's, with the verdicts vanishing and healthy."""
+    from rnnlab.composition import compose
+    from rnnlab.train import train
+
+    ratios, verdicts = {}, {}
+    client = MlflowClient(f"sqlite:///{workdir}/mlflow.db")
+    for backbone in ("rnn", "lstm"):
+        train(compose([*ADDING_50, f"backbone={backbone}", f"output_dir={backbone}", f"logger.run_name={backbone}"]))
+        (run,) = client.search_runs(
+            [client.get_experiment_by_name("rnnlab").experiment_id], f"attributes.run_name = '{backbone}'"
+        )
+        ratios[backbone] = run.data.metrics["diag/grad_h_ratio/layer0"]
+        verdicts[backbone] = run.data.tags["rnnlab.diagnostics.verdict"]
+    assert ratios["lstm"] >= 100 * ratios["rnn"], ratios
+    assert verdicts["rnn"].startswith("gradient flow: vanishing"), verdicts
+    assert verdicts["lstm"].startswith("gradient flow: healthy"), verdicts

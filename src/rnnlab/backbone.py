@@ -58,9 +58,10 @@ class Backbone(nn.Module):
     def last_step(self, features: Tensor, lengths: Tensor | None = None) -> Tensor:
         """The sequence summary for last-step targets: (B, T, H) -> (B, H), at each sequence's last
         valid step when ``lengths`` is given."""
-        if lengths is None:
-            return features[:, -1]
-        return features[torch.arange(features.size(0), device=features.device), lengths.to(features.device) - 1]
+        if getattr(self, "bidirectional", False):  # (B, T, 2H): the backward direction ends at t=0
+            h = features.size(-1) // 2
+            return torch.cat([_last(features[..., :h], lengths), features[:, 0, h:]], dim=-1)  # (B, 2H)
+        return _last(features, lengths)
 
     def layers(self, x: Tensor, state: Any = None, lengths: Tensor | None = None) -> list[Tensor]:
         """Every layer's per-step outputs, first layer first: [(B, T, H_l), ...]; the last equals
@@ -72,8 +73,18 @@ class Backbone(nn.Module):
         """Within the block, ``forward`` appends to the list it yields, for every layer, the list of
         its states h_t (B, H), t = 1 .. T, as the graph's nodes that the next step reads (so the
         gradient of a loss with respect to h_t is the whole dL/dh_t, through later steps too): the
-        gradient-flow diagnostics read these. This default records nothing (no per-step diagnostics)."""
-        yield []
+        gradient-flow diagnostics read these. A backbone records by appending to
+        ``self.recording()`` when it is not None; one that never does gives no per-step diagnostics."""
+        layers: list[list[Tensor]] = []
+        self.__dict__["_recording"] = layers  # not a module attribute: never in state_dict or pickles
+        try:
+            yield layers
+        finally:
+            self.__dict__.pop("_recording", None)
+
+    def recording(self) -> list[list[Tensor]] | None:
+        """The list :meth:`recording_layers` collects into, inside its block; None outside."""
+        return self.__dict__.get("_recording")
 
     def recurrent_weights(self) -> dict[str, Tensor]:
         """The hidden-to-hidden weights by parameter name (e.g. ``weight_hh_l0``), for regularizers'
@@ -98,3 +109,10 @@ class Backbone(nn.Module):
     def hooked(self, hook: str) -> list[Regularizer]:
         """The attached regularizers that override ``hook`` (for a backbone's fast path)."""
         return [reg for reg in self.regularizers if hook in reg.backbone_hooks()]
+
+
+def _last(features: Tensor, lengths: Tensor | None) -> Tensor:
+    """(B, T, H) -> (B, H) at each sequence's last valid step (the last step without lengths)."""
+    if lengths is None:
+        return features[:, -1]
+    return features[torch.arange(features.size(0), device=features.device), lengths.to(features.device) - 1]

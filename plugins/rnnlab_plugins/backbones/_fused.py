@@ -17,10 +17,9 @@ Variable lengths go through ``pack_padded_sequence``, so padded steps are never 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -110,7 +109,7 @@ class FusedBackbone(Backbone):
     # -- forward ----------------------------------------------------------------------------------
 
     def forward(self, x: Tensor, state: Any = None, lengths: Tensor | None = None) -> tuple[Tensor, Any]:
-        recording = self.__dict__.get("_recording")
+        recording = self.recording()  # diagnostics: every layer as explicit cells, each step's state kept
         if (
             recording is not None
             or self.kernel == "cell"
@@ -127,26 +126,8 @@ class FusedBackbone(Backbone):
             out, state = _run(twin, weights, inp, state)
         return _unpack(out, x.size(1)), state
 
-    @contextlib.contextmanager
-    def recording_layers(self) -> Iterator[list[list[Tensor]]]:
-        """Runs every layer as explicit cells within the block (same weights, same outputs), so each
-        step's state is a node of the graph: see :meth:`rnnlab.backbone.Backbone.recording_layers`."""
-        layers: list[list[Tensor]] = []
-        self.__dict__["_recording"] = layers  # not a module attribute: never in state_dict or pickles
-        try:
-            yield layers
-        finally:
-            self.__dict__.pop("_recording", None)
-
     def layers(self, x: Tensor, state: Any = None, lengths: Tensor | None = None) -> list[Tensor]:
         return self._layer_by_layer(x, state, lengths, hooks=False)[0]
-
-    def last_step(self, features: Tensor, lengths: Tensor | None = None) -> Tensor:
-        if not self.bidirectional:
-            return super().last_step(features, lengths)  # (B, H)
-        # The backward direction has read the whole sequence at t=0, not at its last step.
-        h = self.hidden_size
-        return torch.cat([super().last_step(features[..., :h], lengths), features[:, 0, h:]], dim=-1)  # (B, 2H)
 
     def recurrent_weights(self) -> dict[str, Tensor]:
         return {name: p for name, p in self.rnn.named_parameters() if name.startswith("weight_hh")}
@@ -194,7 +175,6 @@ class FusedBackbone(Backbone):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())
         state.pop("_twins", None)  # rebuilt on first use
-        state.pop("_recording", None)
         return state
 
     def _layer_by_layer(

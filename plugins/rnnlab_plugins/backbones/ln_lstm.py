@@ -12,9 +12,7 @@ recurrence: weight drop on ``weight_hh``, zoneout on h and c, outputs between la
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
 from typing import Any, cast
 
 import torch
@@ -90,26 +88,11 @@ class LayerNormLSTMBackbone(Backbone):
         }
 
     def forward(self, x: Tensor, state: Any = None, lengths: Tensor | None = None) -> tuple[Tensor, Any]:
-        outs, final = self._run(x, state, lengths, record=self.__dict__.get("_recording"))
+        outs, final = self._run(x, state, lengths, record=self.recording())
         return outs[-1], final
 
     def layers(self, x: Tensor, state: Any = None, lengths: Tensor | None = None) -> list[Tensor]:
         return self._run(x, state, lengths)[0]
-
-    @contextlib.contextmanager
-    def recording_layers(self) -> Iterator[list[list[Tensor]]]:
-        layers: list[list[Tensor]] = []
-        self.__dict__["_recording"] = layers
-        try:
-            yield layers
-        finally:
-            self.__dict__.pop("_recording", None)
-
-    def last_step(self, features: Tensor, lengths: Tensor | None = None) -> Tensor:
-        if not self.bidirectional:
-            return super().last_step(features, lengths)
-        h = self.hidden_size  # the backward direction has read the whole sequence at t=0
-        return torch.cat([super().last_step(features[..., :h], lengths), features[:, 0, h:]], dim=-1)
 
     def _run(
         self, x: Tensor, state: Any, lengths: Tensor | None, record: list[list[Tensor]] | None = None
