@@ -28,10 +28,12 @@ MODES = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 Step = Callable[[Tensor, Any, Tensor, Tensor | None], tuple[Tensor, Any]]
 
 
+# RNN and LSTM steps get b_hh folded into their projected input (``scan`` does it): one addmm a step.
+
+
 def _rnn(act: Callable[[Tensor], Tensor]) -> Step:
     def step(xi: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor | None) -> tuple[Tensor, Tensor]:
-        gh = h @ w_hh.T if b_hh is None else torch.addmm(b_hh, h, w_hh.T)
-        h = act(xi + gh)
+        h = act(torch.addmm(xi, h, w_hh.T))
         return h, h
 
     return step
@@ -39,10 +41,12 @@ def _rnn(act: Callable[[Tensor], Tensor]) -> Step:
 
 def _lstm(xi: Tensor, state: tuple[Tensor, Tensor], w_hh: Tensor, b_hh: Tensor | None) -> tuple[Tensor, Any]:
     h, c = state
-    gates = xi + (h @ w_hh.T if b_hh is None else torch.addmm(b_hh, h, w_hh.T))
-    i, f, g, o = gates.chunk(4, dim=1)
-    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-    h = torch.sigmoid(o) * torch.tanh(c)
+    gates = torch.addmm(xi, h, w_hh.T)  # (B, 4H): i, f, g, o
+    act = torch.sigmoid(gates)  # g's sigmoid is wasted; one kernel instead of three
+    i, f, _, o = act.chunk(4, dim=1)
+    g = torch.tanh(gates[:, 2 * c.size(1) : 3 * c.size(1)])
+    c = torch.addcmul(f * c, i, g)
+    h = o * torch.tanh(c)
     return h, (h, c)
 
 
@@ -89,6 +93,9 @@ def scan(
         zeros = x.new_zeros(batch, hidden)
         state = (zeros, zeros) if mode == "lstm" else zeros  # a callable step is given its state
     xi = x @ w_ih.T if b_ih is None else torch.addmm(b_ih, x.reshape(-1, x.size(2)), w_ih.T).view(batch, steps, -1)
+    if mode in ("rnn_tanh", "rnn_relu", "lstm"):  # b_hh adds to every step alike: fold it in once
+        xi = xi if b_hh is None else xi + b_hh
+        b_hh = None
     step = STEPS[mode] if isinstance(mode, str) else mode
     paired = isinstance(state, tuple)  # (h, c)
     valid = None if lengths is None else torch.arange(steps, device=x.device)[:, None] < lengths.to(x.device)[None, :]
