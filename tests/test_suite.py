@@ -142,7 +142,7 @@ def test_dry_run_prints_each_run_and_writes_nothing(tmp_path: Path, capsys: pyte
     ("args", "message"),
     [
         (["--tasks", "adding,chars"], "unknown task adding; valid: adding_t100"),
-        (["--backbones", "lstm,lstn"], "unknown backbone lstn; valid: gru, lstm, rnn"),
+        (["--backbones", "lstm,lstn"], "unknown backbone lstn; valid: gru, ln_lstm, lstm, rnn"),
         (["--scale", "0"], "--scale must be > 0"),
     ],
 )
