@@ -95,17 +95,18 @@ class GradientFlow(pl.Callback):
         self.history: list[dict[str, Any]] = []
         self.batch: tuple[Tensor, ...] | None = None
         self.names: list[str] = []
+        self.params: list[Tensor] = []
         self._sums: dict[str, Tensor] = {}
         self.summary: dict[str, Any] = {}
 
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         train = trainer.datamodule.splits["train"]  # type: ignore[attr-defined]
         self.batch = tuple(t[: self.samples].to(module.device) for t in train)
-        self.names = [n for n, p in module.named_parameters() if p.requires_grad]
+        named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+        self.names, self.params = [n for n, _ in named], [p for _, p in named]
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, module: pl.LightningModule, optimizer: Any) -> None:
-        params = dict(module.named_parameters())
-        grads = [params[n].grad for n in self.names]
+        grads = [p.grad for p in self.params]
         present = [g for g in grads if g is not None]
         if not present:
             return

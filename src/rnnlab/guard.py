@@ -2,9 +2,9 @@
 and the parameters (layers) where it appeared, without a host-device sync on every step.
 
 Each step adds a few device operations: one fused norm over every gradient (before clipping, so
-the raw gradient is judged) and a finiteness test of the loss; the first step where either is not
-finite is recorded on the device (its batch number, epoch, loss and which gradients). The host
-reads that record only every ``check_every`` steps (``trainer.log_every_n_steps``), before each
+the raw gradient is judged) and a finiteness test of the loss, written as one row of a device
+buffer (the step and epoch of each row are kept on the host, where they are known). The host
+reads that buffer only every ``check_every`` steps (``trainer.log_every_n_steps``), before each
 validation and at the end of an epoch and of training: so a run stops at most ``check_every``
 steps after the fault, always before a checkpoint of the broken weights could be written, and
 the message names the first faulty step, not the one where it was noticed. Checkpoints written
@@ -31,56 +31,48 @@ class NonFiniteGuard(pl.Callback):
         self.check_every = max(1, int(check_every))
         self.batches = 0  # training batches so far (= optimizer steps: rnnlab does not accumulate)
         self.names: list[str] = []
-        self._record: dict[str, Tensor] = {}
-
-    # -- recording, on the device --------------------------------------------------------------
+        self.params: list[Tensor] = []
+        # one row a step since the last check: a flag per parameter's gradient, then the loss's
+        self.flags: Tensor | None = None
+        self.losses: Tensor | None = None
+        self.rows: list[tuple[int, int]] = []  # (step, epoch) of each row: host values, no sync
 
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self.batches = trainer.global_step  # a resumed fit counts on
-        self.names = [name for name, p in module.named_parameters() if p.requires_grad]
-        device = module.device
-        self._record = {
-            "any": torch.zeros((), dtype=torch.bool, device=device),
-            "batch": torch.full((), -1, dtype=torch.long, device=device),
-            "epoch": torch.full((), -1, dtype=torch.long, device=device),
-            "loss": torch.full((), float("nan"), device=device),
-            "params": torch.zeros(len(self.names), dtype=torch.bool, device=device),
-        }
+        named = [(name, p) for name, p in module.named_parameters() if p.requires_grad]
+        self.names, self.params = [n for n, _ in named], [p for _, p in named]
+        self.flags = torch.zeros(self.check_every, len(self.params) + 1, dtype=torch.bool, device=module.device)
+        self.losses = torch.full((self.check_every,), float("nan"), device=module.device)
+        self.rows = []
 
-    def _note(self, bad: Tensor, params: Tensor, epoch: int) -> None:
-        """Record this batch as the first faulty one if ``bad`` (a device bool) and none was before."""
-        r = self._record
-        first = bad & ~r["any"]
-        r["batch"] = torch.where(first, self.batches, r["batch"])
-        r["epoch"] = torch.where(first, epoch, r["epoch"])
-        r["params"] = torch.where(first, params, r["params"])
-        r["any"] = r["any"] | bad
+    # -- recording, on the device --------------------------------------------------------------
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, module: pl.LightningModule, optimizer: Any) -> None:
-        if not self._record:
+        if self.flags is None:
             return
-        params = dict(module.named_parameters())
-        index = [i for i, n in enumerate(self.names) if params[n].grad is not None]
-        if not index:
-            return
-        norms = torch.stack(torch._foreach_norm([params[self.names[i]].grad for i in index]))  # type: ignore[misc]
-        faulty = torch.zeros_like(self._record["params"])
-        faulty[index] = ~torch.isfinite(norms)
-        self._note(faulty.any(), faulty, trainer.current_epoch)
+        grads = [p.grad for p in self.params]
+        if all(g is not None for g in grads):
+            norms = torch.stack(torch._foreach_norm(grads))  # type: ignore[arg-type]
+            self.flags[len(self.rows), :-1] = ~torch.isfinite(norms)
+        else:  # a parameter without a gradient this step (rare): its flag stays clear
+            for i, g in enumerate(grads):
+                if g is not None:
+                    self.flags[len(self.rows), i] = ~torch.isfinite(g).all()
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if not self._record:
+        if self.flags is None or self.losses is None:
             return
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        row = len(self.rows)
         if isinstance(loss, Tensor):
-            loss = loss.detach().float().reshape(())
-            r = self._record
-            self._note(~torch.isfinite(loss), torch.zeros_like(r["params"]), trainer.current_epoch)
-            r["loss"] = torch.where(r["batch"] == self.batches, loss, r["loss"])
+            loss = loss.detach().reshape(())
+            self.flags[row, -1] = ~torch.isfinite(loss)
+            self.losses[row] = loss
+        self.rows.append((self.batches, trainer.current_epoch))
         self.batches += 1
-        if self.batches % self.check_every == 0:
+        if len(self.rows) == self.check_every:
             self.check()
 
     # -- checking, on the host ------------------------------------------------------------------
@@ -95,18 +87,26 @@ class NonFiniteGuard(pl.Callback):
         self.check()
 
     def check(self) -> None:
-        """Raise :class:`NonFiniteError` if a fault was recorded (one device sync)."""
-        r = self._record
-        if not r or not bool(r["any"]):
+        """Raise :class:`NonFiniteError` if a step since the last check was faulty (one device sync);
+        otherwise start a new window."""
+        if self.flags is None or self.losses is None or not self.rows:
             return
-        names = [self.names[i] for i in torch.nonzero(r["params"]).flatten().tolist()]
-        loss = float(r["loss"])
+        window = self.flags[: len(self.rows)]
+        faulty = torch.nonzero(window.any(dim=1)).flatten().tolist()
+        if not faulty:
+            window.zero_()
+            self.rows = []
+            return
+        first = faulty[0]
+        step, epoch = self.rows[first]
+        names = [self.names[i] for i in torch.nonzero(window[first, :-1]).flatten().tolist()]
+        loss = float(self.losses[first])
         where = (
             f"in the gradient of {names[0]}" + (f" and {len(names) - 1} more parameters" if len(names) > 1 else "")
             if names
             else "in the loss"
         )
         raise NonFiniteError(
-            f"non-finite value {where} at epoch {int(r['epoch'])}, step {int(r['batch'])} "
+            f"non-finite value {where} at epoch {epoch}, step {step} "
             f"(loss {loss:.4g}); training stopped, checkpoints written before it are kept: {HINT}"
         )
