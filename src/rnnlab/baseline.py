@@ -17,6 +17,7 @@ list names every built-in baseline, and each task kind keeps those that fit it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -53,24 +54,45 @@ class Baseline:
         return self.label or type(self).__name__
 
 
-def evaluate(baselines: dict[str, Baseline], dm: Any, split: str = "test") -> dict[str, dict[str, float]]:
-    """Fit each applicable baseline and score it on ``split``: {name: {metric: value}}. A baseline
-    that does not apply is left out (and logged); one that fails is an error, like the model."""
-    import logging
+@dataclass
+class Outcome:
+    """What :func:`run` gives: each applicable baseline's predictions, scores and description, and
+    why each other one of the task's kind does not apply."""
 
-    log = logging.getLogger(__name__)
-    results: dict[str, dict[str, float]] = {}
-    kind = dm.task().kind
+    predictions: dict[str, Any] = field(default_factory=dict)
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    descriptions: dict[str, str] = field(default_factory=dict)
+    not_applicable: dict[str, str] = field(default_factory=dict)
+
+
+def run(baselines: dict[str, Baseline], dm: Any, split: str = "test") -> Outcome:
+    """Fit each baseline that serves ``dm``'s task kind and applies to it, and score its predictions
+    of ``split`` with ``dm.score``. Baselines of another kind are left out silently; one that does
+    not apply is recorded with its reason; one that fails is an error, like the model."""
+    out = Outcome()
+    kind = dm.task().kind if baselines else ""
     for name, baseline in baselines.items():
         if not baseline.serves(kind):
             continue
         reason = baseline.why_not(dm)
         if reason is not None:
-            log.info("baseline %s does not apply: %s", name, reason)
+            out.not_applicable[name] = reason
             continue
         baseline.fit(dm)
-        results[name] = dm.score(baseline.predict(dm, split), split)
-    return results
+        out.predictions[name] = baseline.predict(dm, split)
+        out.scores[name] = dm.score(out.predictions[name], split)
+        out.descriptions[name] = baseline.describe()
+    return out
+
+
+def evaluate(baselines: dict[str, Baseline], dm: Any, split: str = "test") -> dict[str, dict[str, float]]:
+    """{name: {metric: value}} of :func:`run`; the baselines that do not apply are logged."""
+    import logging
+
+    out = run(baselines, dm, split)
+    for name, reason in out.not_applicable.items():
+        logging.getLogger(__name__).info("baseline %s does not apply: %s", name, reason)
+    return out.scores
 
 
 def best(results: dict[str, dict[str, float]], metric: str) -> str | None:

@@ -66,21 +66,14 @@ def collect(cfg: DictConfig, trainer: Any, tested: dict[str, Any], dm: Any, net:
         res.predictions = predictions
         for k, v in scores.items():
             metrics.setdefault(f"test/{k}", v)  # Lightning's own test/mae, test/rmse stay as logged
-        configured = cfg.get("baseline") or {}
-        kind = dm.task().kind if configured else ""
-        for name, node in configured.items():
-            plugin = baselines.build(_schema(baselines, node))
-            if not plugin.serves(kind):
-                continue  # a baseline of another task kind: not worth a line
-            reason = plugin.why_not(dm)
-            if reason is not None:
-                res.not_applicable[name] = reason
-                continue
-            plugin.fit(dm)
-            res.baseline_predictions[name] = plugin.predict(dm, "test")
-            res.baseline_scores[name] = dm.score(res.baseline_predictions[name], "test")
-            res.descriptions[name] = plugin.describe()
-            metrics.update({f"baseline/{name}/test/{k}": v for k, v in res.baseline_scores[name].items()})
+        plugins = {
+            name: baselines.build(_schema(baselines, node)) for name, node in (cfg.get("baseline") or {}).items()
+        }
+        out = baseline.run(plugins, dm, "test")
+        res.baseline_predictions, res.baseline_scores = out.predictions, out.scores
+        res.descriptions, res.not_applicable = out.descriptions, out.not_applicable
+        for name, scored in out.scores.items():
+            metrics.update({f"baseline/{name}/test/{k}": v for k, v in scored.items()})
         res.best = baseline.best(res.baseline_scores, res.primary)
         if res.best is not None:
             metrics.update({f"baseline/test/{k}": v for k, v in res.baseline_scores[res.best].items()})
