@@ -376,7 +376,7 @@ class SequenceModel(pl.LightningModule):
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         x, y, lengths = _unpack(batch)
         h, out = self.net.outputs(x, lengths)  # (B, T, H), scaled predictions / logits
-        loss = self._loss(*self._valid(out, y, lengths))
+        loss = self.loss_of(out, y, lengths)
         self.log(
             "train/loss",
             loss,
