@@ -162,3 +162,16 @@ def test_after_training_on_the_adding_problem_the_rnn_vanishes_and_the_lstm_does
     assert ratios["lstm"] >= 100 * ratios["rnn"], ratios
     assert verdicts["rnn"].startswith("gradient flow: vanishing"), verdicts
     assert verdicts["lstm"].startswith("gradient flow: healthy"), verdicts
+
+
+def test_diagnostics_off_add_no_callback_and_on_add_one(tmp_path):
+    """'nothing when off' (README): without diagnostics.enabled no diagnostics code runs in a fit."""
+    from rnnlab.composition import compose
+    from rnnlab.diagnostics import GradientFlow
+    from rnnlab.train import _callbacks
+
+    def flows(*overrides):
+        callbacks = _callbacks(compose(list(overrides)), tmp_path / "checkpoints", None)
+        return [c for c in callbacks if isinstance(c, GradientFlow)]
+
+    assert flows() == [] and len(flows("diagnostics.enabled=true")) == 1
