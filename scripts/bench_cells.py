@@ -46,7 +46,7 @@ def _step_time(backbone: torch.nn.Module, x: torch.Tensor) -> float:
 
 
 def bench_kernels(repeats: int) -> list[str]:
-    from rnnlab_plugins.regularizers.research import WeightDrop
+    from rnnlab_plugins.regularizers.research import WeightDrop, Zoneout
 
     torch.manual_seed(0)
     x = torch.randn(64, 50, 32)
@@ -61,17 +61,22 @@ def bench_kernels(repeats: int) -> list[str]:
             dropped = _backbone(name, hidden, "fused")
             dropped.load_state_dict(fused.state_dict())
             dropped.use_regularizers([WeightDrop(p=0.2).train()])
-            times: dict[str, list[float]] = {"fused": [], "cell": [], "weight_drop": []}
-            for model in (fused, cell, dropped):  # warm-up
+            zoned = _backbone(name, hidden, "fused")  # zoneout selects kernel=cell itself
+            zoned.load_state_dict(fused.state_dict())
+            zoned.use_regularizers([Zoneout(p_hidden=0.1, p_cell=0.1).train()])
+            models = {"fused": fused, "cell": cell, "zoneout": zoned, "weight_drop": dropped}
+            times: dict[str, list[float]] = {key: [] for key in models}
+            for model in models.values():  # warm-up
                 _step_time(model, x)
             for _ in range(repeats):
-                for key, model in (("fused", fused), ("cell", cell), ("weight_drop", dropped)):
+                for key, model in models.items():
                     times[key].append(_step_time(model, x))
             base = statistics.median(times["fused"]) * 1e3
-            for key in ("cell", "weight_drop"):
+            labels = {"cell": "kernel=cell", "zoneout": "zoneout 0.1 (cells)", "weight_drop": "weight drop 0.2"}
+            for key, label in labels.items():
                 ratios = [t / f for t, f in zip(times[key], times["fused"], strict=True)]
                 lines.append(
-                    f"| {name} | {hidden} | {base:.1f} | {'kernel=cell' if key == 'cell' else 'weight drop 0.2'} "
+                    f"| {name} | {hidden} | {base:.1f} | {label} "
                     f"| {statistics.median(times[key]) * 1e3:.1f} | {statistics.median(ratios):.2f}x |"
                 )
                 print(lines[-1], flush=True)

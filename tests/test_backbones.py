@@ -277,3 +277,29 @@ def test_ar_tar_with_lengths_ignores_padding():
     h = torch.tensor([[[1.0], [3.0]]])  # (B=1, T=2, H=1)
     padded = torch.cat([h, torch.full((1, 3, 1), 50.0)], dim=1)
     assert reg.penalty(padded, lengths=torch.tensor([2])).item() == pytest.approx(reg.penalty(h).item())
+
+
+def test_the_lstm_forget_gate_bias_starts_at_one_unless_asked_otherwise():
+    """Jozefowicz et al. 2015: b_ih's forget rows at forget_bias, b_hh's at 0 (the sum is exact);
+    the other gates keep torch's init. forget_bias=null is torch's init throughout."""
+    from rnnlab_plugins.backbones.config import LSTMConfig
+
+    from rnnlab.testing import build
+
+    h = 6
+    for fb in (1.0, 2.5):
+        net = build(
+            "backbone", LSTMConfig(hidden_size=h, num_layers=2, bidirectional=True, forget_bias=fb), input_size=3
+        )
+        biases = {n: p.detach() for n, p in net.rnn.named_parameters() if n.startswith("bias_ih")}
+        assert len(biases) == 4
+        for name, b_ih in biases.items():
+            b_hh = dict(net.rnn.named_parameters())[name.replace("bias_ih", "bias_hh")].detach()
+            assert torch.equal(b_ih[h : 2 * h] + b_hh[h : 2 * h], torch.full((h,), fb))
+            assert b_ih[:h].abs().max() <= 1 / h**0.5 and b_ih[:h].std() > 0  # i: torch's uniform init
+    torch.manual_seed(0)
+    plain = build("backbone", LSTMConfig(hidden_size=h, forget_bias=None), input_size=3)
+    torch.manual_seed(0)
+    reference = torch.nn.LSTM(3, h, batch_first=True)
+    for a, b in zip(plain.rnn.parameters(), reference.parameters(), strict=True):
+        assert torch.equal(a, b)

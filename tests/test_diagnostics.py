@@ -78,6 +78,7 @@ def test_a_run_logs_diagnostics_and_diagnose_reads_them_or_recomputes_them(workd
     assert [m.step for m in history] == [0, 1]  # every epoch
     for key in ("diag/grad_h_first/layer0", "diag/sigma_max/weight_hh_l0", "diag/clip_rate", "diag/saturation/layer0"):
         assert key in run.data.metrics, key
+    assert not any(k.startswith("diag/gate_") for k in run.data.metrics)  # a plain RNN has no gates
     assert any(k.startswith("diag/grad_norm/net.backbone.rnn.weight_hh_l0") for k in run.data.metrics)
     sentence = run.data.tags["rnnlab.diagnostics.verdict"]
     assert sentence == verdict(history[-1].value, run.data.metrics["diag/clip_rate"])[1]
@@ -159,6 +160,8 @@ def test_after_training_on_the_adding_problem_the_rnn_vanishes_and_the_lstm_does
         )
         ratios[backbone] = run.data.metrics["diag/grad_h_ratio/layer0"]
         verdicts[backbone] = run.data.tags["rnnlab.diagnostics.verdict"]
+        gates = {k.split("/")[-1] for k in run.data.metrics if k.startswith("diag/gate_right/layer0/")}
+        assert gates == (set() if backbone == "rnn" else {"input", "forget", "cell", "output"})
     assert ratios["lstm"] >= 100 * ratios["rnn"], ratios
     assert verdicts["rnn"].startswith("gradient flow: vanishing"), verdicts
     assert verdicts["lstm"].startswith("gradient flow: healthy"), verdicts
@@ -175,3 +178,20 @@ def test_diagnostics_off_add_no_callback_and_on_add_one(tmp_path):
         return [c for c in callbacks if isinstance(c, GradientFlow)]
 
     assert flows() == [] and len(flows("diagnostics.enabled=true")) == 1
+
+
+@pytest.mark.parametrize("forget_bias, side", [(8.0, "right"), (-8.0, "left")])
+def test_gate_saturation_counts_a_forget_gate_held_open_or_shut(workdir, forget_bias, side):
+    """A forget bias of +-8 (sigmoid 0.9997 / 0.0003) saturates the forget gate on one side for
+    every unit and step; the other gates, at torch's small init, mostly do not."""
+    from rnnlab.composition import compose
+    from rnnlab.diagnostics import measure
+    from rnnlab.train import build
+
+    cfg = compose([*ADDING, *TINY, "backbone=lstm", f"backbone.forget_bias={forget_bias}", "output_dir=out"])
+    dm, model = build(cfg)
+    batch = next(iter(dm.train_dataloader()))
+    gates = measure(model, batch)["layers"][0]["gates"]
+    assert set(gates) == {"input", "forget", "cell", "output"}
+    assert gates["forget"][side] == 1.0
+    assert gates["input"]["left"] + gates["input"]["right"] < 0.5

@@ -74,9 +74,12 @@ class Backbone(nn.Module):
         its states h_t (B, H), t = 1 .. T, as the graph's nodes that the next step reads (so the
         gradient of a loss with respect to h_t is the whole dL/dh_t, through later steps too): the
         gradient-flow diagnostics read these. A backbone records by appending to
-        ``self.recording()`` when it is not None; one that never does gives no per-step diagnostics."""
+        ``self.recording()`` when it is not None; one that never does gives no per-step diagnostics.
+        A backbone with gates may also append to ``self.recording_gates()``, for every layer, the
+        list of each step's {gate name: activation (B, H)} (gate saturation)."""
         layers: list[list[Tensor]] = []
-        self.__dict__["_recording"] = layers  # not a module attribute: never in state_dict or pickles
+        # not module attributes: never in state_dict or pickles
+        self.__dict__["_recording"], self.__dict__["_recording_gates"] = layers, []
         try:
             yield layers
         finally:
@@ -85,6 +88,16 @@ class Backbone(nn.Module):
     def recording(self) -> list[list[Tensor]] | None:
         """The list :meth:`recording_layers` collects into, inside its block; None outside."""
         return self.__dict__.get("_recording")
+
+    def recording_gates(self) -> list[list[dict[str, Tensor]]] | None:
+        """The gates' list inside a :meth:`recording_layers` block (kept after it); None before."""
+        return self.__dict__.get("_recording_gates")
+
+    def record_gates(self, steps: list[dict[str, Tensor]] | None) -> None:
+        """Append one layer's gates (each step's {name: activation}) while recording."""
+        gates = self.recording_gates()
+        if gates is not None and steps:
+            gates.append(steps)
 
     def recurrent_weights(self) -> dict[str, Tensor]:
         """The hidden-to-hidden weights by parameter name (e.g. ``weight_hh_l0``), for regularizers'
@@ -109,6 +122,17 @@ class Backbone(nn.Module):
     def hooked(self, hook: str) -> list[Regularizer]:
         """The attached regularizers that override ``hook`` (for a backbone's fast path)."""
         return [reg for reg in self.regularizers if hook in reg.backbone_hooks()]
+
+    def state_keep(self, state: str, like: Tensor, layer: int) -> Tensor | float | None:
+        """The attached regularizers' ``state_keep`` for one direction of ``layer``, combined: a
+        unit keeps its previous state unless every one of them lets it change,
+        ``k = 1 - prod(1 - k_i)``. None when none keeps anything."""
+        keep: Tensor | float | None = None
+        for reg in self.hooked("state_keep"):
+            k = reg.state_keep(state, like, layer)
+            if k is not None:
+                keep = k if keep is None else 1 - (1 - keep) * (1 - k)
+        return keep
 
 
 def _last(features: Tensor, lengths: Tensor | None) -> Tensor:

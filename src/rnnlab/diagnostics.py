@@ -9,6 +9,9 @@ network in eval mode:
   layers are run one by one on the same parameters for this, so each layer's states can be read;
 - the largest singular value of every recurrent weight (``weight_hh_*``);
 - the share of each layer's outputs beyond 0.99 in magnitude (tanh saturation);
+- for a backbone with gates (lstm, gru, ln_lstm), each gate's saturation as Karpathy, Johnson &
+  Fei-Fei (2016) count it: the share of its activations below 0.1 (left: closed) and above 0.9
+  (right: open), a tanh gate (the LSTM's cell input, the GRU's candidate) mapped to [0, 1] first;
 
 and, on every training step, the gradient norm of every parameter before clipping and whether
 clipping fired (summed on the device, read once an epoch). MLflow gets ``diag/*`` metrics by epoch,
@@ -61,6 +64,7 @@ def measure(model: Any, batch: tuple[Tensor, ...]) -> dict[str, Any]:
     net.eval()
     try:
         with torch.enable_grad(), net.backbone.recording_layers() as layers:
+            gate_layers = net.backbone.recording_gates()  # filled by the forward below
             out = net.outputs(x, lengths)[1]
             loss = model.loss_of(out, y, lengths)
             states = [h for layer in layers for h in layer]  # every layer's h_1 .. h_T
@@ -69,13 +73,14 @@ def measure(model: Any, batch: tuple[Tensor, ...]) -> dict[str, Any]:
         net.train(was_training)
     per_layer = []
     flat = iter(zip(states, grads, strict=True))
-    for layer in layers:
+    for index, layer in enumerate(layers):
         pairs = [next(flat) for _ in layer]
         norms = [0.0 if g is None else g.detach().norm() for _, g in pairs]
         per_layer.append(
             {
                 "grad_h": torch.stack([torch.as_tensor(n) for n in norms]).tolist(),  # (T,)
                 "saturation": float(torch.stack([h.detach() for h, _ in pairs]).abs().gt(0.99).float().mean()),
+                "gates": gate_saturation(gate_layers[index]) if gate_layers and index < len(gate_layers) else {},
             }
         )
     sigma = {
@@ -83,6 +88,19 @@ def measure(model: Any, batch: tuple[Tensor, ...]) -> dict[str, Any]:
         for name, w in net.backbone.recurrent_weights().items()
     }
     return {"loss": float(loss.detach()), "layers": per_layer, "sigma_max": sigma}
+
+
+TANH_GATES = frozenset({"cell", "candidate"})  # in [-1, 1]; the others are sigmoids in [0, 1]
+
+
+def gate_saturation(steps: list[dict[str, Tensor]]) -> dict[str, dict[str, float]]:
+    """Each step's {gate: activation (B, H)} -> {gate: {"left": share < 0.1, "right": share > 0.9}}."""
+    out = {}
+    for name in steps[0] if steps else ():
+        a = torch.stack([s[name].detach() for s in steps]).float()
+        a = (a + 1) / 2 if name in TANH_GATES else a
+        out[name] = {"left": float((a < 0.1).float().mean()), "right": float((a > 0.9).float().mean())}
+    return out
 
 
 class GradientFlow(pl.Callback):
@@ -144,6 +162,9 @@ class GradientFlow(pl.Callback):
             metrics[f"diag/grad_h_last/layer{layer}"] = g[-1]
             metrics[f"diag/grad_h_ratio/layer{layer}"] = g[0] / g[-1] if g[-1] > 0 else float("nan")
             metrics[f"diag/saturation/layer{layer}"] = d["saturation"]
+            for gate, share in d.get("gates", {}).items():
+                metrics[f"diag/gate_left/layer{layer}/{gate}"] = share["left"]
+                metrics[f"diag/gate_right/layer{layer}/{gate}"] = share["right"]
         metrics.update({f"diag/sigma_max/{n}": v for n, v in m["sigma_max"].items()})
         s, self._sums = self._sums, {}
         if s:
@@ -198,8 +219,11 @@ def plot(history: list[dict[str, Any]], folder: Path) -> list[Path]:
     fig.savefig(heat, dpi=90)
     plt.close(fig)
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 3.5))
+    fig, axes = plt.subplots(1, 4, figsize=(20, 3.5))
     for layer in range(layers):
+        for gate in history[-1]["layers"][layer].get("gates", {}):
+            share = [sum(h["layers"][layer]["gates"][gate].values()) for h in history]
+            axes[3].plot(epochs, share, marker="o", label=f"layer {layer} {gate}")
         ratios = [h["layers"][layer]["grad_h"][0] / max(h["layers"][layer]["grad_h"][-1], 1e-30) for h in history]
         axes[0].semilogy(epochs, ratios, marker="o", label=f"layer {layer}")
         axes[2].plot(epochs, [h["layers"][layer]["saturation"] for h in history], marker="o", label=f"layer {layer}")
@@ -208,8 +232,10 @@ def plot(history: list[dict[str, Any]], folder: Path) -> list[Path]:
     axes[0].set(title="||dL/dh_1|| / ||dL/dh_T||", xlabel="epoch")
     axes[1].set(title="largest singular value of W_hh", xlabel="epoch")
     axes[2].set(title="share of |h| > 0.99", xlabel="epoch")
+    axes[3].set(title="gate saturation: share < 0.1 or > 0.9", xlabel="epoch")
     for ax in axes:
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     curves = folder / "diagnostics.png"
     fig.savefig(curves, dpi=90)

@@ -15,6 +15,7 @@ BACKBONE_HOOKS = frozenset(
         "transform_recurrent_weight",
         "transform_hidden_state",
         "transform_cell_state",
+        "state_keep",
         "weight_penalty",
     }
 )
@@ -46,8 +47,13 @@ class Regularizer(nn.Module):
     - ``transform_recurrent_weight(name, weight)``: the hidden-to-hidden weight to use in this
       forward pass, e.g. DropConnect on ``weight_hh_l0`` (weight drop); ``name`` is the parameter's
       name in the backbone. The parameter itself is not changed.
+    - ``state_keep(state, like, layer)``: the fraction of each unit's previous state that every
+      step of layer ``layer`` keeps, ``s_t = k s_{t-1} + (1 - k) s~_t``, as a tensor shaped like
+      ``like`` (T, B, H), a number, or None (no change); ``state`` is "h", or "c" for an LSTM's cell
+      (zoneout). The explicit cells run it inside their hand-written BPTT, the fast path.
     - ``transform_hidden_state(h, h_prev, layer)`` / ``transform_cell_state(c, c_prev, layer)``: the
-      state (B, H) after a step, given the state before it (e.g. zoneout); ``c`` is an LSTM's cell.
+      state (B, H) after a step, given the state before it, for any other per-step transform; ``c``
+      is an LSTM's cell. They run the cells step by step under autograd (slower).
     - ``weight_penalty(weights)``: a scalar added to the training loss from the backbone's
       ``recurrent_weights()`` ({name: weight}), or None.
     """
@@ -72,6 +78,9 @@ class Regularizer(nn.Module):
 
     def transform_cell_state(self, c: Tensor, c_prev: Tensor, layer: int) -> Tensor:
         return c
+
+    def state_keep(self, state: str, like: Tensor, layer: int) -> Tensor | float | None:
+        return None
 
     def weight_penalty(self, weights: Mapping[str, Tensor]) -> Tensor | None:
         return None

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, ClassVar
 
 import torch
@@ -32,7 +33,7 @@ from rnnlab.regularizer import Regularizer
 from rnnlab_plugins.backbones._cells import run_layer
 
 log = logging.getLogger(__name__)
-_PER_STEP = frozenset({"transform_hidden_state", "transform_cell_state"})
+_PER_STEP = frozenset({"transform_hidden_state", "transform_cell_state", "state_keep"})
 
 
 class FusedBackbone(Backbone):
@@ -43,6 +44,7 @@ class FusedBackbone(Backbone):
             "transform_recurrent_weight",
             "weight_penalty",
             "transform_hidden_state",  # with kernel=cell, selected for them
+            "state_keep",
         }
     )
     kernel = "fused"  # a class default: a backbone pickled before kernels existed is fused
@@ -196,10 +198,13 @@ class FusedBackbone(Backbone):
             s = None if state is None else tuple(t[rows] for t in state) if is_lstm else state[rows]
             if self.kernel == "cell" or record is not None:
                 steps: list[Tensor] | None = None if record is None else []
+                gates: list[dict[str, Tensor]] | None = None if record is None else []
                 mode, hook = self.rnn.mode.lower(), self._state_hook(layer) if hooks else None
-                out, final = run_layer(mode, own, h, s, lengths, self.bidirectional, steps, hook)
+                keep = partial(self.state_keep, layer=layer) if hooks and self.hooked("state_keep") else None
+                out, final = run_layer(mode, own, h, s, lengths, self.bidirectional, steps, hook, keep, gates)
                 if record is not None and steps is not None:
                     record.append(steps)
+                    self.record_gates(gates)
             else:
                 twin = self._twin(1, self.rnn.input_size if layer == 0 else self.output_size)
                 out, final = _run(twin, own, _pack(h, lengths), s)

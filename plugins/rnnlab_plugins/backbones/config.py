@@ -40,7 +40,13 @@ class RNNConfig(RecurrentConfig):
 
 @dataclass
 class LSTMConfig(RecurrentConfig):
+    """LSTM (Hochreiter & Schmidhuber 1997). The forget gate's bias starts at ``forget_bias``
+    (b_ih's forget rows; b_hh's are zeroed so the sum is exactly that): 1 by default, so the cell
+    remembers from the first step (Jozefowicz et al. 2015). ``forget_bias=null`` keeps torch's own
+    init (every bias uniform in +-1/sqrt(H))."""
+
     name: str = "lstm"
+    forget_bias: float | None = 1.0
     impl: ClassVar[str] = "rnnlab_plugins.backbones.lstm:LSTMBackbone"
 
 

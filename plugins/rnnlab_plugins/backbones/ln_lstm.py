@@ -39,13 +39,16 @@ class _Direction(nn.Module):
         self.ln_hh = nn.LayerNorm(4 * hidden_size)
         self.ln_c = nn.LayerNorm(hidden_size)
 
-    def step(self, xi: Tensor, state: tuple[Tensor, Tensor], w_hh: Tensor, _: Tensor | None) -> tuple[Tensor, Any]:
+    def step(
+        self, xi: Tensor, state: tuple[Tensor, Tensor], w_hh: Tensor, _: Tensor | None
+    ) -> tuple[Tensor, Any, dict[str, Tensor]]:
         h, c = state
         gates = self.ln_ih(xi) + self.ln_hh(h @ w_hh.T) + self.bias
         i, f, g, o = gates.chunk(4, dim=1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(self.ln_c(c))
-        return h, (h, c)
+        i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+        c = f * c + i * g
+        h = o * torch.tanh(self.ln_c(c))
+        return h, (h, c), {"input": i, "forget": f, "cell": g, "output": o}
 
 
 class LayerNormLSTMBackbone(Backbone):
@@ -107,6 +110,7 @@ class LayerNormLSTMBackbone(Backbone):
         for layer in range(self.num_layers):
             layer_outs = []
             steps: list[Tensor] | None = None if record is None else []
+            gates: list[dict[str, Tensor]] | None = None if record is None else []
             for k in range(d):
                 cell = self._cell(layer, k)
                 w_hh: Tensor = cell.weight_hh
@@ -114,6 +118,7 @@ class LayerNormLSTMBackbone(Backbone):
                     w_hh = reg.transform_recurrent_weight(_name(layer, k), w_hh)
                 row = layer * d + k
                 seq = h_in if k == 0 else reverse(h_in, lengths)
+                like = seq.new_empty(seq.size(1), batch, self.hidden_size)  # (T, B, H)
                 out, (h, c) = scan(
                     cell.step,
                     seq,  # scan projects it: W_ih x_t, no bias (the step's LN_x then adds its own)
@@ -122,6 +127,8 @@ class LayerNormLSTMBackbone(Backbone):
                     lengths,
                     steps if k == 0 else None,
                     self._state_hook(layer),
+                    (self.state_keep("h", like, layer), self.state_keep("c", like, layer)),
+                    gates if k == 0 else None,
                 )
                 layer_outs.append(out if k == 0 else reverse(out, lengths))
                 hs.append(h)
@@ -130,6 +137,7 @@ class LayerNormLSTMBackbone(Backbone):
             outs.append(out)
             if record is not None and steps is not None:
                 record.append(steps)
+                self.record_gates(gates)
             if layer < self.num_layers - 1:
                 h_in = F.dropout(out, self.dropout, self.training)
                 for reg in self.hooked("transform_layer_output"):

@@ -49,19 +49,13 @@ class Zoneout(Regularizer):
         super().__init__()
         self.p_hidden, self.p_cell = p_hidden, p_cell
 
-    def _zone(self, new: Tensor, previous: Tensor, p: float) -> Tensor:
+    def state_keep(self, state: str, like: Tensor, layer: int) -> Tensor | float | None:
+        p = self.p_hidden if state == "h" else self.p_cell
         if p == 0:
-            return new
+            return None
         if not self.training:
-            return p * previous + (1 - p) * new
-        keep = torch.empty_like(new).bernoulli_(p)  # 1: the unit keeps its previous value
-        return torch.lerp(new, previous, keep)
-
-    def transform_hidden_state(self, h: Tensor, h_prev: Tensor, layer: int) -> Tensor:
-        return self._zone(h, h_prev, self.p_hidden)
-
-    def transform_cell_state(self, c: Tensor, c_prev: Tensor, layer: int) -> Tensor:
-        return self._zone(c, c_prev, self.p_cell)
+            return p  # the expectation: p h_{t-1} + (1 - p) h~_t
+        return torch.empty_like(like).bernoulli_(p)  # 1: the unit keeps its previous value
 
 
 class EmbeddingDropout(Regularizer):

@@ -48,7 +48,9 @@ def _hook_recorder(hooks: Iterable[str]) -> tuple[Regularizer, list[str]]:
     def make(hook: str) -> Callable[..., Any]:
         def method(self: Regularizer, *args: Any) -> Any:
             calls.append(hook)
-            return None if hook == "weight_penalty" else args[1] if hook == "transform_recurrent_weight" else args[0]
+            if hook in ("weight_penalty", "state_keep"):  # None: no penalty, nothing kept
+                return None
+            return args[1] if hook == "transform_recurrent_weight" else args[0]
 
         return method
 

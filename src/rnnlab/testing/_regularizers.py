@@ -55,12 +55,18 @@ class ReferenceBackbone(Backbone):
             if state is not None:
                 h, c = state[0][i], state[1][i]
             out = []
+            like = x.new_empty(t, b, self.output_size)
+            keep_h, keep_c = self.state_keep("h", like, i), self.state_keep("c", like, i)  # zoneout
             for step, g_x in enumerate(gates_x.unbind(1)):
                 i_g, f_g, g_g, o_g = (g_x + h @ w_hh.T).chunk(4, dim=-1)  # (B, H) each
                 c_new = torch.sigmoid(f_g) * c + torch.sigmoid(i_g) * torch.tanh(g_g)
                 for reg in self.hooked("transform_cell_state"):
                     c_new = reg.transform_cell_state(c_new, c, i)
-                h_new = torch.sigmoid(o_g) * torch.tanh(c_new)
+                h_new = torch.sigmoid(o_g) * torch.tanh(c_new)  # from c~, before the cell's keep
+                if keep_c is not None:
+                    c_new = torch.lerp(c_new, c, keep_c[step] if isinstance(keep_c, Tensor) else keep_c)
+                if keep_h is not None:
+                    h_new = torch.lerp(h_new, h, keep_h[step] if isinstance(keep_h, Tensor) else keep_h)
                 for reg in self.hooked("transform_hidden_state"):
                     h_new = reg.transform_hidden_state(h_new, h, i)
                 if valid is not None:  # padded steps keep the state and output zeros

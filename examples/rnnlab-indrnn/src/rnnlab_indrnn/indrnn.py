@@ -34,7 +34,13 @@ class IndRNNBackbone(Backbone):
     """A stack of IndRNN layers, batch first. State: (L, B, H), as torch.nn.RNN's."""
 
     supported_hooks: ClassVar[frozenset[str]] = frozenset(
-        {"transform_recurrent_weight", "transform_hidden_state", "transform_layer_output", "weight_penalty"}
+        {
+            "transform_recurrent_weight",
+            "transform_hidden_state",
+            "state_keep",
+            "transform_layer_output",
+            "weight_penalty",
+        }
     )
 
     def __init__(
@@ -91,8 +97,11 @@ class IndRNNBackbone(Backbone):
             wx = inp @ cell.weight_ih.T + cell.bias  # (B, T, H): all steps' input projections at once
             h = x.new_zeros(b, self.hidden_size) if state is None else state[i]  # (B, H)
             steps = []
+            kept = self.state_keep("h", wx.new_empty(t, b, self.hidden_size), i)  # zoneout: (T, B, H), a number or None
             for step, wx_t in enumerate(wx.unbind(1)):
                 h_new = self.act(wx_t + u * h)  # (B, H)
+                if kept is not None:
+                    h_new = torch.lerp(h_new, h, kept[step] if isinstance(kept, Tensor) else kept)
                 for reg in hidden_hooks:
                     h_new = reg.transform_hidden_state(h_new, h, i)
                 if valid is not None:  # padded steps keep the state and give zeros
