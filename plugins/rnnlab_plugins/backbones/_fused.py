@@ -3,8 +3,8 @@
 Three paths, the first is what runs unless a feature or ``kernel="cell"`` needs another:
 
 - fused: one call of the multi-layer module (cuDNN's kernel on GPU); no hooks, no per-layer output.
-- fused with hooked weights: the same single call through ``torch.func.functional_call`` with the
-  weights that ``transform_recurrent_weight`` returns (weight drop), the parameters untouched.
+- fused with hooked weights: the same single call on a twin module given the weights that
+  ``transform_recurrent_weight`` returns (weight drop), the parameters untouched.
 - layer by layer: one single-layer call per layer, on the same parameters, for
   ``transform_layer_output`` hooks and ``layers()``. Same arithmetic as the fused call; on GPU it
   gives up cuDNN's overlap of layers and re-packs the weights every call (a copy of the layer's
@@ -25,7 +25,6 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from rnnlab.backbone import Backbone
@@ -168,8 +167,8 @@ class FusedBackbone(Backbone):
                 device="meta",  # no memory, and no draw from the RNG (seeded runs stay identical)
                 **extra,
             )
-            # torch re-flattens weights given by functional_call into one cuDNN buffer, in place
-            # (``set_`` on each); these are views of self.rnn's or a hook's outputs: leave them be.
+            # should torch ever re-flatten the twin's weights into one cuDNN buffer, it would do it in
+            # place (``set_`` on each); they are self.rnn's or a hook's outputs: leave them be.
             twin.flatten_parameters = _keep_weights_as_given  # type: ignore[method-assign]
             twins[key] = twin
         return twins[key]
@@ -222,11 +221,20 @@ class FusedBackbone(Backbone):
 
 
 def _run(twin: nn.RNNBase, weights: dict[str, Tensor], inp: Tensor | PackedSequence, state: Any) -> Any:
-    """``twin(inp, state)`` on ``weights``. On GPU, cuDNN copies weights that are not in one flat
-    buffer on every call and says so; here that copy is the price of the path, not news."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
-        return functional_call(twin, weights, (inp, state))
+    """``twin(inp, state)`` on ``weights``. The module's forward reads its weights from the list
+    ``_flat_weights`` (torch refreshes it only when its own parameters change, which the twin's never
+    do): set, called, and restored. ``torch.func.functional_call`` does the same with a
+    parameter swap around it, which cost 7 % of a step at hidden 64 (scripts/bench_cells.py). On
+    GPU, cuDNN copies weights that are not in one flat buffer on every call and says so; here that
+    copy is the price of the path, not news."""
+    own = twin._flat_weights
+    twin._flat_weights = [weights[name] for name in twin._flat_weights_names]
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
+            return twin(inp, state)
+    finally:
+        twin._flat_weights = own  # no reference kept to this call's weights (or their graph)
 
 
 def _keep_weights_as_given() -> None:

@@ -48,6 +48,11 @@ def at(k: Tensor | float | None, t: int) -> Tensor | float | None:
     return k[t] if torch.is_tensor(k) and k.dim() == 3 else k  # type: ignore[index]
 
 
+def steps_of(k: Tensor | float | None, steps: int) -> list[Any]:
+    """``at(k, t)`` for every step, as a list made once."""
+    return list(k.unbind(0)) if torch.is_tensor(k) and k.dim() == 3 else [k] * steps  # type: ignore[union-attr]
+
+
 def _split(d: Tensor, k: Tensor | float | None, k1: Tensor | float | None) -> tuple[Tensor, Tensor | None]:
     """dL/ds_t -> (dL/ds~_t, the part that flows straight to s_{t-1}); ``k1`` is 1 - k."""
     if k is None or k1 is None:
@@ -76,24 +81,29 @@ class LSTMScan(torch.autograd.Function):
         tanh_c = xi.new_empty(steps, batch, hidden)  # tanh(c~_t)
         hs, cs = xi.new_empty(steps + 1, batch, hidden), xi.new_empty(steps + 1, batch, hidden)
         hs[0], cs[0] = h0, c0
-        g = slice(2 * hidden, 3 * hidden)
+        w_t = w_hh.T
+        # Every per-step view taken once, before the loop: a view made in the loop costs a
+        # dispatch each time, which at hidden 64 is as much as the arithmetic.
+        x_, a_, tc_, h_, c_ = xi.unbind(0), acts.unbind(0), tanh_c.unbind(0), hs.unbind(0), cs.unbind(0)
+        i_, f_, g_, o_ = (gate.unbind(0) for gate in acts.chunk(4, dim=2))
+        pre = xi.new_empty(batch, 4 * hidden)  # one step's pre-activations, reused
+        pre_g = pre[:, 2 * hidden : 3 * hidden]
+        keep_c, keep_h = steps_of(kc, steps), steps_of(kh, steps)
         for t in range(steps):  # written in place into the buffers: no copy a step
-            a = torch.addmm(xi[t], hs[t], w_hh.T)
-            act = acts[t]
-            torch.sigmoid(a, out=act)
-            torch.tanh(a[:, g], out=act[:, g])
-            i, f, gg, o = act.chunk(4, dim=1)
-            k = at(kc, t)
-            c = cs[t + 1] if k is None else torch.empty_like(cs[t])
-            torch.mul(f, cs[t], out=c).addcmul_(i, gg)  # c~ = f c + i g
-            torch.tanh(c, out=tanh_c[t])
+            torch.addmm(x_[t], h_[t], w_t, out=pre)
+            torch.sigmoid(pre, out=a_[t])
+            torch.tanh(pre_g, out=g_[t])
+            k = keep_c[t]
+            c = c_[t + 1] if k is None else torch.empty_like(c_[t])
+            torch.mul(f_[t], c_[t], out=c).addcmul_(i_[t], g_[t])  # c~ = f c + i g
+            torch.tanh(c, out=tc_[t])
             if k is not None:
-                torch.lerp(c, cs[t], k, out=cs[t + 1])
-            k = at(kh, t)
+                torch.lerp(c, c_[t], k, out=c_[t + 1])
+            k = keep_h[t]
             if k is None:
-                torch.mul(o, tanh_c[t], out=hs[t + 1])
+                torch.mul(o_[t], tc_[t], out=h_[t + 1])
             else:
-                torch.lerp(o * tanh_c[t], hs[t], k, out=hs[t + 1])
+                torch.lerp(o_[t] * tc_[t], h_[t], k, out=h_[t + 1])
         ctx.save_for_backward(w_hh, acts, tanh_c, hs, cs)
         ctx.masks = (kh, kc, m)  # type: ignore[attr-defined]
         return _outputs(hs, m), hs[steps].clone(), cs[steps].clone()
@@ -105,28 +115,35 @@ class LSTMScan(torch.autograd.Function):
         kh, kc, m = ctx.masks  # type: ignore[attr-defined]
         kh1, kc1 = _complement(kh), _complement(kc)
         steps, hidden = tanh_c.size(0), tanh_c.size(2)
-        d_act = acts * (1 - acts)  # sigma'(a) = s (1 - s) for i, f, o
-        g = slice(2 * hidden, 3 * hidden)
-        d_act[..., g] = 1 - acts[..., g] ** 2  # tanh'(a) = 1 - g^2
-        d_tanh_c = 1 - tanh_c**2
+        # Step by step on (B, H) blocks that stay in cache; sigmoid's and tanh's derivatives through
+        # torch's own kernels for them (dy * s (1 - s) and dy * (1 - y^2), one pass each).
+        sig_bw, tanh_bw = torch.ops.aten.sigmoid_backward, torch.ops.aten.tanh_backward
+        grads = d_out if m is None else d_out * m  # what each step's output passes back
         da = torch.empty_like(acts)  # dL/da_t: the input projection's gradient, step by step
-        dh = torch.zeros_like(hs[0]) if d_hT is None else d_hT.clone()
+        dh = grads[steps - 1] if d_hT is None else d_hT + grads[steps - 1]
         dc = torch.zeros_like(cs[0]) if d_cT is None else d_cT.clone()
+        a_, tc_, c_, out_ = acts.unbind(0), tanh_c.unbind(0), cs.unbind(0), grads.unbind(0)
+        i_, f_, g_, o_ = (gate.unbind(0) for gate in acts.chunk(4, dim=2))
+        da_, dai_, daf_, dag_, dao_ = da.unbind(0), *(gate.unbind(0) for gate in da.chunk(4, dim=2))
+        keep_h, keep_h1 = steps_of(kh, steps), steps_of(kh1, steps)
+        keep_c, keep_c1 = steps_of(kc, steps), steps_of(kc1, steps)
         for t in range(steps - 1, -1, -1):
-            mt = at(m, t)
-            dh = dh + (d_out[t] if mt is None else d_out[t] * mt)
-            dh_new, dh_prev = _split(dh, at(kh, t), at(kh1, t))
-            dc_new, dc_prev = _split(dc, at(kc, t), at(kc1, t))
-            i, f, gg, o = acts[t].chunk(4, dim=1)
-            dc_new = torch.addcmul(dc_new, dh_new * o, d_tanh_c[t])  # through h~ = o tanh(c~)
-            di, df, dg, do = da[t].chunk(4, dim=1)
-            torch.mul(dc_new, gg, out=di)
-            torch.mul(dc_new, cs[t], out=df)
-            torch.mul(dc_new, i, out=dg)
-            torch.mul(dh_new, tanh_c[t], out=do)
-            da[t] *= d_act[t]
-            dc = dc_new * f if dc_prev is None else torch.addcmul(dc_prev, dc_new, f)
-            dh = da[t] @ w_hh if dh_prev is None else torch.addmm(dh_prev, da[t], w_hh)
+            dh_new, dh_prev = _split(dh, keep_h[t], keep_h1[t])
+            dc_new, dc_prev = _split(dc, keep_c[t], keep_c1[t])
+            dc_new = dc_new + tanh_bw(dh_new * o_[t], tc_[t])  # through h~ = o tanh(c~)
+            torch.mul(dc_new, g_[t], out=dai_[t])
+            torch.mul(dc_new, c_[t], out=daf_[t])
+            torch.mul(dh_new, tc_[t], out=dao_[t])
+            dg = tanh_bw(dc_new * i_[t], g_[t])
+            row = da_[t]
+            sig_bw(row, a_[t], grad_input=row)  # i, f, o (and g's slot, overwritten next)
+            dag_[t].copy_(dg)
+            dc = dc_new * f_[t] if dc_prev is None else torch.addcmul(dc_prev, dc_new, f_[t])
+            if t == 0:
+                dh = row @ w_hh if dh_prev is None else torch.addmm(dh_prev, row, w_hh)
+            else:  # dL/dh_{t-1}: through the gates, straight through the keep, and from its own output
+                base = out_[t - 1] if dh_prev is None else dh_prev + out_[t - 1]
+                dh = torch.addmm(base, row, w_hh)
         d_w = da.view(-1, 4 * hidden).T @ hs[:-1].reshape(-1, hidden)  # sum_t dA_t^T h_{t-1}
         return da, dh, dc, d_w, None, None, None
 

@@ -55,7 +55,7 @@ class Zoneout(Regularizer):
             return None
         if not self.training:
             return p  # the expectation: p h_{t-1} + (1 - p) h~_t
-        return torch.empty_like(like).bernoulli_(p)  # 1: the unit keeps its previous value
+        return (torch.rand_like(like) < p).to(like.dtype)  # 1: the unit keeps its previous value
 
 
 class EmbeddingDropout(Regularizer):
