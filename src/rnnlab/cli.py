@@ -178,7 +178,7 @@ def _diagnose(args: list[str]) -> None:
         "--tracking-uri", default=LoggerConfig.tracking_uri, help="the MLflow store (default: %(default)s)"
     )
     parser.add_argument(
-        "--samples", type=int, default=64, help="training sequences to recompute on (default: %(default)s)"
+        "--samples", type=int, default=32, help="training sequences to recompute on (default: %(default)s)"
     )
     opts = parser.parse_args(args)
     from rnnlab.diagnostics import diagnose

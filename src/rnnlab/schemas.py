@@ -378,7 +378,7 @@ class DiagnosticsConfig:
 
     enabled: bool = False
     every_n_epochs: int = 1
-    samples: int = 64
+    samples: int = 32  # a forward and backward through every step of these, by explicit cells, per measurement
 
     def __post_init__(self) -> None:
         check_range(self, "every_n_epochs", ge=1)
