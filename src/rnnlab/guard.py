@@ -1,11 +1,12 @@
 """The non-finite guard: training stops at the first non-finite loss or gradient, naming the step
 and the parameters (layers) where it appeared, without a host-device sync on every step.
 
-Each step adds a few device operations: one fused norm over every gradient (before clipping, so
-the raw gradient is judged) and a finiteness test of the loss, written as one row of a device
-buffer (the step and epoch of each row are kept on the host, where they are known). The host
-reads that buffer only every ``check_every`` steps (``trainer.log_every_n_steps``), before each
-validation and at the end of an epoch and of training: so a run stops at most ``check_every``
+Each step adds three device operations: one fused norm over every gradient (before clipping, so
+the raw gradient is judged), written as one row of a device buffer, and a copy of the loss into
+another (the step and epoch of each row are kept on the host, where they are known). Whether they
+are finite is judged when the host reads the buffers, only every ``check_every`` steps
+(``trainer.log_every_n_steps``), before each validation and at the end of an epoch and of
+training: so a run stops at most ``check_every``
 steps after the fault, always before a checkpoint of the broken weights could be written, and
 the message names the first faulty step, not the one where it was noticed. Checkpoints written
 before the fault are kept.
@@ -32,8 +33,8 @@ class NonFiniteGuard(pl.Callback):
         self.batches = 0  # training batches so far (= optimizer steps: rnnlab does not accumulate)
         self.names: list[str] = []
         self.params: list[Tensor] = []
-        # one row a step since the last check: a flag per parameter's gradient, then the loss's
-        self.flags: Tensor | None = None
+        # one row a step since the last check: each parameter's gradient norm, and the loss
+        self.norms: Tensor | None = None
         self.losses: Tensor | None = None
         self.rows: list[tuple[int, int]] = []  # (step, epoch) of each row: host values, no sync
 
@@ -41,35 +42,36 @@ class NonFiniteGuard(pl.Callback):
         self.batches = trainer.global_step  # a resumed fit counts on
         named = [(name, p) for name, p in module.named_parameters() if p.requires_grad]
         self.names, self.params = [n for n, _ in named], [p for _, p in named]
-        self.flags = torch.zeros(self.check_every, len(self.params) + 1, dtype=torch.bool, device=module.device)
+        dtype = self.params[0].dtype if self.params else torch.float32
+        self.norms = torch.zeros(self.check_every, len(self.params), dtype=dtype, device=module.device)
         self.losses = torch.full((self.check_every,), float("nan"), device=module.device)
         self.rows = []
 
     # -- recording, on the device --------------------------------------------------------------
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, module: pl.LightningModule, optimizer: Any) -> None:
-        if self.flags is None:
+        if self.norms is None:
             return
         grads = [p.grad for p in self.params]
+        row = self.norms[len(self.rows)]
         if all(g is not None for g in grads):
-            norms = torch.stack(torch._foreach_norm(grads))  # type: ignore[arg-type]
-            self.flags[len(self.rows), :-1] = ~torch.isfinite(norms)
-        else:  # a parameter without a gradient this step (rare): its flag stays clear
+            torch.stack(torch._foreach_norm(grads), out=row)  # type: ignore[arg-type]
+        else:  # a parameter without a gradient this step (rare): its norm is 0
+            row.zero_()
             for i, g in enumerate(grads):
                 if g is not None:
-                    self.flags[len(self.rows), i] = ~torch.isfinite(g).all()
+                    row[i] = g.norm()
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if self.flags is None or self.losses is None:
+        if self.norms is None or self.losses is None:
             return
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        row = len(self.rows)
         if isinstance(loss, Tensor):
-            loss = loss.detach().reshape(())
-            self.flags[row, -1] = ~torch.isfinite(loss)
-            self.losses[row] = loss
+            self.losses[len(self.rows)] = loss.detach().reshape(())
+        else:  # no loss this step (a skipped batch): nothing to judge
+            self.losses[len(self.rows)] = 0.0
         self.rows.append((self.batches, trainer.current_epoch))
         self.batches += 1
         if len(self.rows) == self.check_every:
@@ -89,17 +91,17 @@ class NonFiniteGuard(pl.Callback):
     def check(self) -> None:
         """Raise :class:`NonFiniteError` if a step since the last check was faulty (one device sync);
         otherwise start a new window."""
-        if self.flags is None or self.losses is None or not self.rows:
+        if self.norms is None or self.losses is None or not self.rows:
             return
-        window = self.flags[: len(self.rows)]
-        faulty = torch.nonzero(window.any(dim=1)).flatten().tolist()
+        n = len(self.rows)
+        bad = torch.cat([~torch.isfinite(self.norms[:n]), ~torch.isfinite(self.losses[:n, None])], dim=1)
+        faulty = torch.nonzero(bad.any(dim=1)).flatten().tolist()
         if not faulty:
-            window.zero_()
             self.rows = []
             return
         first = faulty[0]
         step, epoch = self.rows[first]
-        names = [self.names[i] for i in torch.nonzero(window[first, :-1]).flatten().tolist()]
+        names = [self.names[i] for i in torch.nonzero(bad[first, :-1]).flatten().tolist()]
         loss = float(self.losses[first])
         where = (
             f"in the gradient of {names[0]}" + (f" and {len(names) - 1} more parameters" if len(names) > 1 else "")
