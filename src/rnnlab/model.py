@@ -387,7 +387,7 @@ class SequenceModel(pl.LightningModule):
             self._train_loss = torch.zeros((), dtype=value.dtype, device=value.device)
         self._train_loss.add_(value, alpha=len(x))
         self._train_count += len(x)
-        if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
+        if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:  # type: ignore[attr-defined]
             self.log("train/loss_step", value, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(x))
         for penalty in self.net.penalties(h, lengths):
             loss = loss + penalty
