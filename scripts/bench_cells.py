@@ -1,7 +1,7 @@
 """Explicit cells, weight drop and gradient-flow diagnostics, each against its baseline run side
 by side in this process.
 
-    python scripts/bench_cells.py [--repeats 7] [--epochs 3] [--skip-diagnostics]
+    python scripts/bench_cells.py [--repeats 7] [--epochs 3] [--skip-diagnostics | --skip-kernels]
 
 1. Forward + backward of one batch (T 50, batch 64, 32 inputs, one layer, CPU): each backbone with
    ``kernel=cell`` against the same backbone fused, at hidden 64 and 256; weight drop (p 0.2, the
@@ -118,13 +118,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--diagnostics-repeats", type=int, default=3)
     parser.add_argument("--skip-diagnostics", action="store_true")
+    parser.add_argument("--skip-kernels", action="store_true")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "plugins"))
     print(
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads; median of {args.repeats} interleaved repeats"
     )
-    lines = bench_kernels(args.repeats)
+    lines = [] if args.skip_kernels else bench_kernels(args.repeats)
     if not args.skip_diagnostics:
         lines += ["", *bench_diagnostics(args.epochs, args.diagnostics_repeats)]
     print("\n".join(lines))

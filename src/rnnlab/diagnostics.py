@@ -14,7 +14,8 @@ network in eval mode:
   (right: open), a tanh gate (the LSTM's cell input, the GRU's candidate) mapped to [0, 1] first;
 
 and, on every training step, the gradient norm of every parameter before clipping and whether
-clipping fired (summed on the device, read once an epoch). MLflow gets ``diag/*`` metrics by epoch,
+clipping fired (summed on the device, read once an epoch; the norms are those the non-finite guard
+records anyway, so this costs the step nothing). MLflow gets ``diag/*`` metrics by epoch,
 ``diagnostics/grad_flow.json`` and two plots: ``plots/grad_flow.png`` (log10 ||dL/dh_t|| over
 epochs x steps, a panel per layer) and ``plots/diagnostics.png`` (the rest over epochs).
 
@@ -115,15 +116,36 @@ class GradientFlow(pl.Callback):
         self.names: list[str] = []
         self.params: list[Tensor] = []
         self._sums: dict[str, Tensor] = {}
+        self._per_step = True
         self.summary: dict[str, Any] = {}
 
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        from rnnlab.guard import NonFiniteGuard
+
         train = trainer.datamodule.splits["train"]  # type: ignore[attr-defined]
         self.batch = tuple(t[: self.samples].to(module.device) for t in train)
         named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
         self.names, self.params = [n for n, _ in named], [p for _, p in named]
+        # The guard already records every parameter's gradient norm each step: sum its windows
+        # (nothing added to the step). Clipping by value needs each gradient's largest entry, which
+        # the norms do not give: then this callback measures each step itself.
+        guards = [c for c in trainer.callbacks if isinstance(c, NonFiniteGuard)]  # type: ignore[attr-defined]
+        self._per_step = not guards or trainer.gradient_clip_algorithm == "value"
+        if not self._per_step and self._add_window not in guards[0].listeners:
+            guards[0].listeners.append(self._add_window)
+
+    def _add_window(self, norms: Tensor) -> None:
+        """A window of per-step gradient norms (steps, parameters) from the guard: summed on the device."""
+        s = self._sums
+        s["norms"] = s.get("norms", torch.zeros_like(norms[0])) + norms.sum(0)
+        s["steps"] = s.get("steps", torch.zeros((), device=norms.device)) + norms.size(0)
+        if self.clip_val:  # the norm clipping sees: of all gradients together
+            fired = (norms.float().pow(2).sum(1).sqrt() > self.clip_val).sum()
+            s["clipped"] = s.get("clipped", torch.zeros((), device=norms.device)) + fired.float()
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, module: pl.LightningModule, optimizer: Any) -> None:
+        if not self._per_step:
+            return
         grads = [p.grad for p in self.params]
         present = [g for g in grads if g is not None]
         if not present:

@@ -14,6 +14,7 @@ before the fault are kept.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytorch_lightning as pl
@@ -37,6 +38,9 @@ class NonFiniteGuard(pl.Callback):
         self.norms: Tensor | None = None
         self.losses: Tensor | None = None
         self.rows: list[tuple[int, int]] = []  # (step, epoch) of each row: host values, no sync
+        # called with each window of gradient norms (steps, parameters), on the device, before it is
+        # cleared: the diagnostics sum them there instead of measuring every step again
+        self.listeners: list[Callable[[Tensor], None]] = []
 
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self.batches = trainer.global_step  # a resumed fit counts on
@@ -94,6 +98,8 @@ class NonFiniteGuard(pl.Callback):
         if self.norms is None or self.losses is None or not self.rows:
             return
         n = len(self.rows)
+        for listener in self.listeners:
+            listener(self.norms[:n])
         bad = torch.cat([~torch.isfinite(self.norms[:n]), ~torch.isfinite(self.losses[:n, None])], dim=1)
         faulty = torch.nonzero(bad.any(dim=1)).flatten().tolist()
         if not faulty:
