@@ -94,7 +94,8 @@ def test_a_run_logs_diagnostics_and_diagnose_reads_them_or_recomputes_them(workd
 
 @pytest.mark.slow  # two more processes, ~25 s
 def test_diagnose_recomputes_a_run_that_logged_no_diagnostics(workdir):
-    """Rebuilt by its own command, its best checkpoint loaded, measured on 64 training sequences."""
+    """Rebuilt by its own command, its best checkpoint loaded, measured on the default number of
+    training sequences (a run's ``diagnostics.samples``)."""
     from conftest import run_cli
 
     client = MlflowClient(f"sqlite:///{workdir}/mlflow.db")
@@ -106,7 +107,9 @@ def test_diagnose_recomputes_a_run_that_logged_no_diagnostics(workdir):
     assert not any(k.startswith("diag/") for k in latest.data.metrics)
     res = run_cli(["diagnose", latest.info.run_id], workdir)
     assert res.returncode == 0, res.stderr[-2000:]
-    assert "recomputed from its best checkpoint on 64 training sequences" in res.stdout
+    from rnnlab.schemas import DiagnosticsConfig
+
+    assert f"recomputed from its best checkpoint on {DiagnosticsConfig.samples} training sequences" in res.stdout
     assert res.stdout.split(": ", 1)[1].startswith("gradient flow: ")
 
 

@@ -168,7 +168,7 @@ def _diagnose(args: list[str]) -> None:
     import argparse
 
     from rnnlab.errors import RnnlabError
-    from rnnlab.schemas import LoggerConfig
+    from rnnlab.schemas import DiagnosticsConfig, LoggerConfig
 
     parser = argparse.ArgumentParser(
         prog="rnnlab diagnose", description="a run's gradient flow: vanishing, exploding or healthy"
@@ -178,7 +178,10 @@ def _diagnose(args: list[str]) -> None:
         "--tracking-uri", default=LoggerConfig.tracking_uri, help="the MLflow store (default: %(default)s)"
     )
     parser.add_argument(
-        "--samples", type=int, default=32, help="training sequences to recompute on (default: %(default)s)"
+        "--samples",
+        type=int,
+        default=DiagnosticsConfig.samples,  # what a run measures on: the same default
+        help="training sequences to recompute on (default: %(default)s)",
     )
     opts = parser.parse_args(args)
     from rnnlab.diagnostics import diagnose

@@ -268,7 +268,7 @@ def plot(history: list[dict[str, Any]], folder: Path) -> list[Path]:
 # ----------------------------------------------------------------------------- rnnlab diagnose
 
 
-def diagnose(run_id: str, tracking_uri: str, samples: int = 32) -> str:
+def diagnose(run_id: str, tracking_uri: str, samples: int) -> str:
     """The verdict of a past run, as lines of text: from its logged ``diag/*`` metrics (last
     measurement) or, when it has none, recomputed from its best checkpoint on the first ``samples``
     training sequences of its data (its logged ``config.yaml``). Errors are :class:`RnnlabError`."""
