@@ -7,8 +7,10 @@ initial weights), data, batches, optimizer and gradient clipping, trained three 
 process, interleaved, ``--repeats`` times:
 
 - **loop**: a hand-written loop: forward, loss, backward, clip, step, zero_grad;
-- **lightning**: a bare LightningModule doing the same in ``training_step`` (no logging, no
-  callbacks, no checkpoints, no validation), in a ``pl.Trainer`` with the same clipping;
+- **lightning**: a bare LightningModule doing the same in ``training_step`` and validating on the
+  same batches as rnnlab (no logging, no callbacks, no checkpoints), in a ``pl.Trainer`` with the
+  same clipping (a module with validation is what a Lightning user writes, and Lightning's loop
+  asks on every step whether to validate);
 - **rnnlab**: ``rnnlab.train.train(cfg)``, the whole run (MLflow logging, checkpoints, early
   stopping, the non-finite guard, validation and test).
 
@@ -145,13 +147,18 @@ def run_lightning(cfg: Any, dm: Any, model: Any, steps: int) -> float:
             lengths = batch[2] if len(batch) > 2 else None
             return model.loss_of(self.net.outputs(batch[0], lengths)[1], batch[1], lengths)
 
+        def validation_step(self, batch: Any, batch_idx: int) -> None:
+            lengths = batch[2] if len(batch) > 2 else None
+            model.loss_of(self.net.outputs(batch[0], lengths)[1], batch[1], lengths)
+
         def configure_optimizers(self) -> Any:
             return model.configure_optimizers()
 
     timer = StepTimer()
     clip = cfg.trainer.gradient_clip_val
+    epochs, _, val, _ = _budget(dm, steps)
     trainer = pl.Trainer(
-        max_epochs=_budget(dm, steps)[0],
+        max_epochs=epochs,
         max_steps=WARMUP + steps + 2,
         accelerator="cpu",
         devices=1,
@@ -159,14 +166,14 @@ def run_lightning(cfg: Any, dm: Any, model: Any, steps: int) -> float:
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        limit_val_batches=0,
+        limit_val_batches=val,  # validates as rnnlab does (not measured)
         num_sanity_val_steps=0,
         gradient_clip_val=clip,
         gradient_clip_algorithm="norm" if clip else None,
         deterministic=cfg.trainer.deterministic,
         callbacks=[_callback(timer)],
     )
-    trainer.fit(Bare(), train_dataloaders=dm.train_dataloader())
+    trainer.fit(Bare(), train_dataloaders=dm.train_dataloader(), val_dataloaders=dm.val_dataloader())
     return timer.step_ms(steps)
 
 

@@ -165,3 +165,48 @@ def test_max_time_stops_training_but_not_before_min_epochs(small_cfg):
     stopped = train(small_cfg(*budget, "trainer.min_epochs=0"))
     assert stopped["epochs"] <= 1 and math.isfinite(stopped["test/rmse"])  # stopped inside epoch 1
     assert train(small_cfg(*budget, "trainer.min_epochs=3"))["epochs"] == 3
+
+
+def test_batch_hooks_no_callback_implements_are_skipped_and_the_rest_still_run(small_cfg, workdir):
+    """Lightning calls every per-batch hook of every callback; rnnlab sets the ones a callback's
+    class does not implement to None (Lightning skips what is not callable). Those it implements
+    must still run every step: a counting callback, the guard and the checkpoint."""
+    import pytorch_lightning as pl
+
+    import rnnlab.train as rt
+    from rnnlab.guard import NonFiniteGuard
+
+    class Counter(pl.Callback):
+        def __init__(self) -> None:
+            self.ends = 0
+
+        def on_train_batch_end(self, *args, **kwargs) -> None:
+            self.ends += 1
+
+    seen = {}
+    counter = Counter()
+    original_callbacks, original_trainer = rt._callbacks, rt._trainer
+
+    def trainer(cfg, callbacks, logger, out_dir):
+        made = original_trainer(cfg, callbacks, logger, out_dir)
+        seen["trainer"] = made
+        return made
+
+    rt._callbacks = lambda *a, **k: [*original_callbacks(*a, **k), counter]
+    rt._trainer = trainer
+    try:
+        rt.train(small_cfg("trainer.max_epochs=2"))
+    finally:
+        rt._callbacks, rt._trainer = original_callbacks, original_trainer
+    made = seen["trainer"]
+    assert counter.ends == made.global_step > 0  # the one it implements ran on every step
+    assert counter.on_before_backward is None and counter.on_validation_batch_end is None
+    guard = next(c for c in made.callbacks if isinstance(c, NonFiniteGuard))
+    assert callable(guard.on_before_optimizer_step) and callable(guard.on_train_batch_end)
+    assert guard.on_before_zero_grad is None
+    for callback in made.callbacks:
+        for name in rt.batch_hooks():
+            implemented = getattr(type(callback), name) is not getattr(pl.Callback, name)
+            assert callable(getattr(callback, name)) == implemented, (type(callback).__name__, name)
+    ckpt = made.checkpoint_callback  # its cached state_key is the one Lightning would compute
+    assert ckpt.state_key == pl.callbacks.ModelCheckpoint.state_key.fget(ckpt)
