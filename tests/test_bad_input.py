@@ -59,6 +59,16 @@ CASES: list[tuple[list[str], str, str | None]] = [
     (["trainer.gradient_clip_val=-1"], "trainer.gradient_clip_val: must be >= 0", None),
     (["trainer.precision=banana"], "trainer.precision: invalid value 'banana'", "16-mixed"),
     (["trainer.accelerator=quantum"], "trainer.accelerator: invalid value 'quantum'", "auto, cpu"),
+    (
+        ["trainer.accelerator=cpu", "trainer.precision=16-mixed"],
+        "trainer.precision: '16-mixed' (float16 autocast) needs a CUDA device and trainer.accelerator is 'cpu'",
+        "on the CPU use: 32-true, 64-true, bf16-mixed",
+    ),
+    (
+        ["trainer.precision=transformer-engine"],
+        "trainer.precision: 'transformer-engine' needs transformer_engine, which is not installed",
+        "bf16-mixed",
+    ),
     (["trainer.strategy=ddp_magic"], "trainer.strategy: invalid value 'ddp_magic'", "ddp_spawn"),
     (["trainer.devices=0"], "trainer.devices: must be >= 1 (or -1 for all), got 0", None),
     (["trainer.devices=abc"], "trainer.devices: must be 'auto', a count or a list of device ids", None),

@@ -244,8 +244,44 @@ def _check_objective(full: DictConfig, validated: Any) -> None:
             raise ConfigError("hydra.sweeper.objective", f"train() does not return {str(name)!r}", valid)
 
 
+def _check_precision(trainer: Any) -> None:
+    """A precision the chosen device runs as asked. Lightning turns ``16-mixed`` on the CPU into
+    ``bf16-mixed`` with a warning (the run's params would then say what did not run), and needs
+    transformer_engine for its own precisions."""
+    precision = str(trainer.precision)
+    if precision.startswith("transformer-engine"):
+        import importlib.util
+
+        if importlib.util.find_spec("transformer_engine") is None:
+            raise ConfigError(
+                "trainer.precision", f"{precision!r} needs transformer_engine, which is not installed", PLAIN_PRECISIONS
+            )
+    if precision not in ("16-mixed", "16"):
+        return
+    if trainer.accelerator not in ("cpu", "auto"):
+        return
+    if trainer.accelerator == "auto":
+        import torch
+
+        if torch.cuda.is_available():
+            return
+    where = "trainer.accelerator is 'cpu'" if trainer.accelerator == "cpu" else "this machine has no CUDA device"
+    raise ConfigError(
+        "trainer.precision",
+        f"{precision!r} (float16 autocast) needs a CUDA device and {where}",
+        CPU_PRECISIONS,
+        label="on the CPU use",
+    )
+
+
+# What runs on the CPU as asked (bf16 autocast is the CPU's mixed precision), and on any device.
+CPU_PRECISIONS = ["32-true", "bf16-mixed", "64-true"]
+PLAIN_PRECISIONS = ["32-true", "bf16-mixed", "16-mixed", "64-true"]
+
+
 def _check_devices(trainer: Any) -> None:
     """The accelerator the Trainer asks for is present (imports torch only when one is asked for)."""
+    _check_precision(trainer)
     accelerator = trainer.accelerator
     if accelerator in ("auto", "cpu"):
         return

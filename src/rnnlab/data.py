@@ -6,6 +6,7 @@ small steps; a batch here is ``x[idx]`` for a slice ``idx`` of a (shuffled) inde
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +15,19 @@ import torch
 from torch import Tensor
 
 from rnnlab.task import TaskSpec
+
+log = logging.getLogger(__name__)
+
+# On a GPU every split moves to the device once, when together they take at most this share of its
+# free memory (the model, activations and optimizer need the rest); otherwise each batch is cut on
+# the host into pinned memory, which Lightning's non-blocking copy overlaps with the step.
+RESIDENT_SHARE = 0.25
+
+
+def placement(nbytes: int, free_bytes: int, share: float | None = None) -> str:
+    """``"device"`` if ``nbytes`` of data fit in ``share`` (default :data:`RESIDENT_SHARE`) of the
+    device's ``free_bytes``, else ``"pinned"``."""
+    return "device" if nbytes <= (RESIDENT_SHARE if share is None else share) * free_bytes else "pinned"
 
 
 class TensorBatches:
@@ -33,6 +47,7 @@ class TensorBatches:
         rank: int = 0,
         world_size: int = 1,
         drop_last: bool = False,
+        pin: bool = False,
     ) -> None:
         n = len(tensors[0])
         if any(len(t) != n for t in tensors):
@@ -44,6 +59,7 @@ class TensorBatches:
         self.rank = rank
         self.world_size = world_size
         self.drop_last = drop_last
+        self.pin = pin  # each batch in pinned host memory (for a non-blocking copy to a GPU)
         self._epoch = 0
         # The epoch number, when a trainer knows it: a resumed run then shuffles its epochs exactly
         # as an uninterrupted one (an own counter would start again at 0).
@@ -66,9 +82,13 @@ class TensorBatches:
         self._epoch += 1
         if self.world_size > 1:
             order = order[self.rank :: self.world_size][: self._per_rank]
+        order = order.to(self.tensors[0].device)  # data resident on a GPU: slice it there
         for b in range(len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
-            yield tuple(t[idx] for t in self.tensors)
+            if self.pin:
+                yield tuple(t[idx].pin_memory() for t in self.tensors)
+            else:
+                yield tuple(t[idx] for t in self.tensors)
 
 
 class InMemoryDataModule(pl.LightningDataModule):
@@ -89,6 +109,7 @@ class InMemoryDataModule(pl.LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.shuffle_seed = shuffle_seed
         self.splits: dict[str, tuple[Tensor, ...]] = {}
+        self._placed: tuple[Any, str, dict[str, tuple[Tensor, ...]]] | None = None  # (device, how, splits)
 
     def task(self) -> TaskSpec:
         raise NotImplementedError
@@ -132,17 +153,34 @@ class InMemoryDataModule(pl.LightningDataModule):
             self.setup("fit")
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        tensors, pin = self._on(trainer.strategy.root_device if trainer is not None else None, split)
         batches = TensorBatches(
-            self.splits[split],
+            tensors,
             batch_size,
             shuffle=shuffle,
             seed=self.shuffle_seed,
             rank=rank,
             world_size=world,
+            pin=pin,
         )
         if trainer is not None:
             batches.epoch_of = lambda: trainer.current_epoch
         return batches
+
+    def _on(self, device: torch.device | None, split: str) -> tuple[tuple[Tensor, ...], bool]:
+        """``(split's tensors, pin)`` for a trainer on ``device``: on a CUDA device, every split moved
+        there once if they fit (:func:`placement`), else host tensors batched into pinned memory."""
+        if device is None or device.type != "cuda":
+            return self.splits[split], False
+        if self._placed is None or self._placed[0] != device:
+            nbytes = sum(t.nbytes for tensors in self.splits.values() for t in tensors)
+            free = torch.cuda.mem_get_info(device)[0]
+            how = placement(nbytes, free)
+            log.info("data: %.1f MB, %s (%.0f MB free on %s)", nbytes / 2**20, how, free / 2**20, device)
+            moved = {k: tuple(t.to(device) for t in v) for k, v in self.splits.items()} if how == "device" else {}
+            self._placed = (device, how, moved)
+        _, how, moved = self._placed
+        return (moved[split], False) if how == "device" else (self.splits[split], True)
 
     def train_dataloader(self) -> TensorBatches:
         return self._loader("train", self.batch_size, shuffle=True)

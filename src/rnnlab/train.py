@@ -201,6 +201,20 @@ def _trainer(cfg: DictConfig, callbacks: list[Any], logger: Any, out_dir: Path) 
     return trainer
 
 
+def slow_path(net: Any, precision: str, device_type: str) -> str | None:
+    """A line when a run on a GPU in reduced precision leaves cuDNN's fused kernel (the reason to
+    use one): the explicit cells run step by step (``backbone.kernel=cell``, chosen by the user or
+    by a regularizer that acts inside the recurrence). None otherwise."""
+    if device_type != "cuda" or precision in ("32-true", "32", "64-true", "64"):
+        return None
+    if getattr(net.backbone, "kernel", "fused") != "cell":
+        return None
+    return (
+        f"trainer.precision={precision}: the backbone runs explicit cells step by step (backbone.kernel=cell), "
+        "not cuDNN's fused kernel; expect it several times slower than the fused kernel"
+    )
+
+
 def batch_hooks() -> tuple[str, ...]:
     """The callback hooks Lightning calls on every batch (training, validation, test, predict)."""
     import pytorch_lightning as pl
@@ -250,6 +264,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         report.log_config(life.run, cfg, dm, model, out_dir, resumed=resumed is not None)
         logger = tracking.lightning_logger(life.run) if life.run else False
         trainer = _trainer(cfg, _callbacks(cfg, out_dir / "checkpoints", life.run), logger, out_dir)
+        warning = slow_path(model.net, str(cfg.trainer.precision), trainer.strategy.root_device.type)
+        if warning:
+            log.warning("rnnlab: warning: %s", warning)
         checkpoint = str(resumed.checkpoint) if resumed is not None else None
         trainer.fit(model, datamodule=dm, ckpt_path=checkpoint, weights_only=True)
         best = trainer.checkpoint_callback.best_model_path or None

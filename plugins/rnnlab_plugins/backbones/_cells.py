@@ -78,6 +78,15 @@ def reverse(x: Tensor, lengths: Tensor | None) -> Tensor:
     return x.gather(1, index.view(*index.shape, *([1] * (x.dim() - 2))).expand_as(x))
 
 
+def _float32(value: Any) -> Any:
+    """``value`` with every floating tensor in it (in tuples, at any depth) as float32."""
+    if isinstance(value, tuple):
+        return tuple(_float32(v) for v in value)
+    if isinstance(value, Tensor) and value.is_floating_point():
+        return value.float()
+    return value
+
+
 def scan(
     mode: str | Step,
     x: Tensor,
@@ -100,6 +109,13 @@ def scan(
 
     A named mode with neither ``record`` nor ``hook`` runs as one node with hand-written BPTT
     (``_scan``); the others run step by step under autograd."""
+    if torch.is_autocast_enabled(x.device.type):
+        # Under mixed precision the cells run in float32, autocast off: the hand-written backward
+        # mixes products and in-place sums that autocast would give different dtypes. Casts are
+        # differentiable, so the float32 parameters get float32 gradients as usual.
+        with torch.autocast(x.device.type, enabled=False):
+            x, state, weights, keep = _float32((x, state, weights, keep))
+            return scan(mode, x, state, weights, lengths, record, hook, keep, gates)
     w_ih, w_hh, b_ih, b_hh = weights
     batch, steps, _ = x.shape
     hidden = w_hh.shape[1]
