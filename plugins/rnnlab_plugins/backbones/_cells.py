@@ -132,13 +132,14 @@ def scan(
     paired = isinstance(state, tuple)  # (h, c)
     valid = None if lengths is None else torch.arange(steps, device=x.device)[:, None] < lengths.to(x.device)[None, :]
     outs = []
-    keep_h, keep_c = keep
+    keep_h, keep_c = _scan.steps_of(keep[0], steps), _scan.steps_of(keep[1], steps)
+    kept = keep[0] is not None or keep[1] is not None
     for t in range(steps):
         out, new, acts = step(xi[:, t], state, w_hh, b_hh)
         if gates is not None:
             gates.append(acts)
-        if keep_h is not None or keep_c is not None:
-            new = _kept(new, state, _scan.at(keep_h, t), _scan.at(keep_c, t))
+        if kept:
+            new = _kept(new, state, keep_h[t], keep_c[t])
             out = new[0] if paired else new
         if hook is not None:
             new = hook(new, state)

@@ -44,12 +44,9 @@ def masks(
     return fold(keep_h), fold(keep_c), m
 
 
-def at(k: Tensor | float | None, t: int) -> Tensor | float | None:
-    return k[t] if torch.is_tensor(k) and k.dim() == 3 else k  # type: ignore[index]
-
-
 def steps_of(k: Tensor | float | None, steps: int) -> list[Any]:
-    """``at(k, t)`` for every step, as a list made once."""
+    """A keep or mask for every step, as a list made once: a (T, B, H) tensor's rows, or ``k`` itself
+    (a number or None) repeated."""
     return list(k.unbind(0)) if torch.is_tensor(k) and k.dim() == 3 else [k] * steps  # type: ignore[union-attr]
 
 
@@ -159,13 +156,14 @@ class GRUScan(torch.autograd.Function):
         ns, hns = xi.new_empty(steps, batch, hidden), xi.new_empty(steps, batch, hidden)  # n_t, W_hn h + b_hn
         hs = xi.new_empty(steps + 1, batch, hidden)
         hs[0] = h0
+        keeps = steps_of(kh, steps)
         for t in range(steps):
             gh = hs[t] @ w_hh.T if b_hh is None else torch.addmm(b_hh, hs[t], w_hh.T)
             torch.sigmoid(xi[t, :, : 2 * hidden] + gh[:, : 2 * hidden], out=rz[t])
             r, z = rz[t].chunk(2, dim=1)
             hns[t] = gh[:, 2 * hidden :]
             torch.tanh(torch.addcmul(xi[t, :, 2 * hidden :], r, hns[t]), out=ns[t])
-            k = at(kh, t)
+            k = keeps[t]
             if k is None:
                 torch.lerp(ns[t], hs[t], z, out=hs[t + 1])  # (1 - z) n + z h
             else:
@@ -187,10 +185,11 @@ class GRUScan(torch.autograd.Function):
         dxi = rz.new_empty(steps, batch, 3 * hidden)
         dgh = torch.empty_like(dxi)  # dL/d(W_hh h + b_hh)
         dh = torch.zeros_like(hs[0]) if d_hT is None else d_hT.clone()
+        ms, keeps, keeps1 = steps_of(m, steps), steps_of(kh, steps), steps_of(kh1, steps)
         for t in range(steps - 1, -1, -1):
-            mt = at(m, t)
+            mt = ms[t]
             dh = dh + (d_out[t] if mt is None else d_out[t] * mt)
-            dh_new, dh_prev = _split(dh, at(kh, t), at(kh1, t))
+            dh_new, dh_prev = _split(dh, keeps[t], keeps1[t])
             r, z = rz[t].chunk(2, dim=1)
             dr, dz, dn = dxi[t].chunk(3, dim=1)
             torch.mul(dh_new * (1 - z), d_n[t], out=dn)  # dL/da_n
@@ -215,13 +214,14 @@ class RNNScan(torch.autograd.Function):
         hs = xi.new_empty(steps + 1, batch, hidden)
         new = hs[1:] if kh is None else xi.new_empty(steps, batch, hidden)  # h~_t, before keep
         hs[0] = h0
+        keeps = steps_of(kh, steps)
         for t in range(steps):
             a = torch.addmm(xi[t], hs[t], w_hh.T)
             if relu:
                 torch.clamp_min(a, 0, out=new[t])
             else:
                 torch.tanh(a, out=new[t])
-            k = at(kh, t)
+            k = keeps[t]
             if k is not None:
                 torch.lerp(new[t], hs[t], k, out=hs[t + 1])
         ctx.save_for_backward(w_hh, hs, new)
@@ -237,10 +237,12 @@ class RNNScan(torch.autograd.Function):
         d_act = (new > 0).to(new.dtype) if ctx.relu else 1 - new**2  # type: ignore[attr-defined]
         da = torch.empty_like(new)
         dh = torch.zeros_like(hs[0]) if d_hT is None else d_hT.clone()
-        for t in range(new.size(0) - 1, -1, -1):
-            mt = at(m, t)
+        steps = new.size(0)
+        ms, keeps, keeps1 = steps_of(m, steps), steps_of(kh, steps), steps_of(kh1, steps)
+        for t in range(steps - 1, -1, -1):
+            mt = ms[t]
             dh = dh + (d_out[t] if mt is None else d_out[t] * mt)
-            dh_new, dh_prev = _split(dh, at(kh, t), at(kh1, t))
+            dh_new, dh_prev = _split(dh, keeps[t], keeps1[t])
             torch.mul(dh_new, d_act[t], out=da[t])
             dh = da[t] @ w_hh if dh_prev is None else torch.addmm(dh_prev, da[t], w_hh)
         d_w = da.view(-1, da.size(2)).T @ hs[:-1].reshape(-1, hs.size(2))
