@@ -16,13 +16,15 @@ loaded, so a bad input leaves no run behind.
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from rnnlab.errors import RnnlabError
+from rnnlab.errors import RnnlabError, first_line
 
 
 def evaluate(run_id: str, tracking_uri: str, overrides: list[str]) -> dict[str, float]:
@@ -63,6 +65,7 @@ def evaluate(run_id: str, tracking_uri: str, overrides: list[str]) -> dict[str, 
         sync_timeout=cfg.logger.sync_timeout,
     )
     started = time.perf_counter()
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM ends the child run too, KILLED
     try:
         child.log_params(tracking.flatten(cfg))
         child.log_params({f"data.{k}": str(v) for k, v in dm.describe().items()})
@@ -95,6 +98,8 @@ def evaluate(run_id: str, tracking_uri: str, overrides: list[str]) -> dict[str, 
         child.set_tags({"rnnlab.error": scrub(f"{type(e).__name__}: {e}", loaded.uri)[:5000]})
         child.end("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     child.end("FINISHED")
     task = dm.task()
     print(
@@ -105,6 +110,10 @@ def evaluate(run_id: str, tracking_uri: str, overrides: list[str]) -> dict[str, 
         flush=True,
     )
     return results.metrics
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
 
 
 def main(args: list[str]) -> None:
@@ -126,8 +135,12 @@ def main(args: list[str]) -> None:
         evaluate(opts.run_id, opts.tracking_uri, opts.overrides)
     except RnnlabError as e:
         _exit(str(e), e.exit_code)
-    except KeyboardInterrupt:
-        _exit("evaluate: interrupted", 130)
+    except KeyboardInterrupt as e:
+        _exit(f"evaluate: {e or 'interrupted'}; the evaluation run is marked KILLED", 130)
+    except Exception as e:  # the evaluation run is FAILED already, with the error in rnnlab.error
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        _exit(f"evaluate: {type(e).__name__}: {first_line(str(e))} (HYDRA_FULL_ERROR=1 shows the traceback)", 1)
 
 
 def _exit(message: str, code: int) -> Any:

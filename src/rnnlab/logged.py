@@ -7,9 +7,9 @@ over the schemas it names, so a default changed since then does not change the r
 schema also has (``window``, ``horizon``, ``scaling``, ...) unless they are overridden.
 
 The model is rebuilt from that config and its weights read from ``checkpoints/best.ckpt`` with
-``torch.load(weights_only=True)``: no code runs from the file. A run that logged no checkpoint
-but an MLflow model (``logger.log_checkpoint=false``) is read from that model, which unpickles
-it, and says so. Every error is one line (:class:`rnnlab.errors.RnnlabError`).
+``torch.load(weights_only=True)``: no code runs from the file. A run without that checkpoint
+(``logger.log_checkpoint=false``) has no model here; the error names its MLflow model, if it logged
+one, for ``mlflow.pytorch.load_model``. Every error is one line (:class:`rnnlab.errors.RnnlabError`).
 """
 
 from __future__ import annotations
@@ -194,12 +194,16 @@ def load(run_id: str, tracking_uri: str, overrides: list[str] | None = None, com
             raise RnnlabError(f"{command}: run {run_id[:8]} logged no config.yaml (it did not get past its start)")
         cfg = config_of(path.read_text(), overrides, run_id, command)
         ckpt = _download(client, run_id, CHECKPOINT, tmp)
-        model_dir = None if ckpt is not None else _download(client, run_id, "model", tmp)
-        if ckpt is None and model_dir is None:
+        model_id = _logged_model(run)
+        if ckpt is None:
+            pickled = (
+                f"; its MLflow model loads in Python: mlflow.pytorch.load_model('models:/{model_id}')"
+                if model_id
+                else ""
+            )
             raise RnnlabError(
-                f"{command}: run {run_id[:8]} has no model: it logged neither {CHECKPOINT} nor an MLflow model "
-                f"(status {run.info.status}; logger.log_checkpoint and logger.log_model were off, or it failed "
-                "before its test)"
+                f"{command}: run {run_id[:8]} has no model: it logged no {CHECKPOINT} (status {run.info.status}; "
+                f"logger.log_checkpoint was off, or it failed before its test){pickled}"
             )
         OmegaConf.update(cfg, "logger.tracking_uri", uri)
         try:
@@ -209,19 +213,13 @@ def load(run_id: str, tracking_uri: str, overrides: list[str] | None = None, com
             dm, model = build(cfg)
         except RnnlabError as e:
             raise RnnlabError(f"{command}: {e}") from None
-        if ckpt is not None:
-            raw = ckpt.read_bytes()
-            state = torch.load(ckpt, map_location="cpu", weights_only=True)
-            info = f"epoch {state.get('epoch', '?')}, step {state.get('global_step', '?')}"
-            source = f"{CHECKPOINT} ({info}, sha256 {hashlib.sha256(raw).hexdigest()[:12]}), loaded weights-only"
-            weights = state["state_dict"]
-        else:
-            import mlflow.pytorch
-
-            assert model_dir is not None
-            net = mlflow.pytorch.load_model(str(model_dir), map_location="cpu")
-            weights = {f"net.{k}": v for k, v in net.state_dict().items()}
-            source = "its MLflow model 'model' (unpickled: the run logged no checkpoint)"
+        raw = ckpt.read_bytes()
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    info = f"epoch {state.get('epoch', '?')}, step {state.get('global_step', '?')}"
+    source = f"{CHECKPOINT} ({info}, sha256 {hashlib.sha256(raw).hexdigest()[:12]}), loaded weights-only"
+    weights = state["state_dict"]
+    if model_id is not None:
+        source += f"; its MLflow model: {model_id}"
     versions = _registered_versions(client, run_id)
     if versions:
         source += f", registered as {versions}"
@@ -247,6 +245,12 @@ def _scale_to(net: Any, task: Any) -> None:
     if task.target_scale is not None and len(task.target_scale) == len(net.target_scale):
         net.target_scale.copy_(torch.tensor(task.target_scale))
         net.target_shift.copy_(torch.tensor(task.target_shift))
+
+
+def _logged_model(run: Any) -> str | None:
+    """The id of the MLflow model the run logged (``models:/<id>``), if any."""
+    outputs = getattr(getattr(run, "outputs", None), "model_outputs", None) or []
+    return str(outputs[-1].model_id) if outputs else None
 
 
 def _registered_versions(client: Any, run_id: str) -> str:

@@ -2,10 +2,11 @@
 
 What it does follows the run's task:
 
-- **forecasting** (``--steps N [--input series.csv]``): the next N values of the target after the
-  end of the series: the CSV's (a column for each series the model reads, by name; other columns are
-  ignored; rows in file order, or by the run's ``data.sort_by`` column when the file has it), or the
-  run's own series without ``--input``. The last ``data.window`` rows are scaled with the run's
+- **forecasting** (``--steps N [--input series.csv] [--columns A,B]``): the next N values of the
+  target after the end of the series: the CSV's (a column for each series the model reads, by its
+  name in the run's data, or by ``--columns``, target first; other columns are ignored; rows in file
+  order, or by the run's ``data.sort_by`` column when the file has it), or the run's own series
+  without ``--input``. The last ``data.window`` rows are scaled with the run's
   scaler (fitted on its training part) and the model forecasts its ``data.horizon`` steps; beyond
   them, a model that reads the target alone feeds its own forecasts back as inputs (recursive).
 - **sequence classification and regression** (``--input sequences.npy|.csv``): one prediction per
@@ -25,13 +26,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rnnlab.errors import RnnlabError
+from rnnlab.errors import RnnlabError, first_line
 
 _DELIMITERS = {"comma": ",", "semicolon": ";", "tab": "\t", "pipe": "|"}
 _OUTPUTS = (".csv", ".json", ".txt")
@@ -220,14 +222,21 @@ def predict(opts: argparse.Namespace) -> None:
         if opts.input:
             data = loaded.cfg.data
             delimiter = _DELIMITERS.get(str(data.get("delimiter", ",")), str(data.get("delimiter", ",")))
-            values = read_series(Path(opts.input), columns, delimiter, data.get("sort_by"))
+            names = columns
+            if opts.columns:  # the file's own names for the model's columns, in the model's order
+                names = [c.strip() for c in opts.columns.split(",")]
+                if len(names) != len(columns):
+                    raise _fail(
+                        f"--columns: the model reads {len(columns)} column(s) ({', '.join(columns)}), got {len(names)}"
+                    )
+            values = read_series(Path(opts.input), names, delimiter, data.get("sort_by"))
         else:
             values = dm.history()
         pred = forecast(net, dm, values, opts.steps)
         meta.update(target=columns[0], input=opts.input or f"the run's series ({len(values)} rows)")
         _write([{"step": k + 1, columns[0]: float(v)} for k, v in enumerate(pred)], meta, output)
     elif kind == "language_model":
-        _refuse(opts, "a language model", ("steps", "input"))
+        _refuse(opts, "a language model", ("steps", "input", "columns"))
         if opts.prompt is None or opts.length is None:
             raise _fail("a character model writes text: give --prompt TEXT and --length N")
         if not opts.prompt:
@@ -249,7 +258,7 @@ def predict(opts: argparse.Namespace) -> None:
         else:
             sys.stdout.write(opts.prompt + text + "\n")
     elif kind in ("classification", "regression"):
-        _refuse(opts, f"a {kind} model", ("steps", "prompt", "length", "temperature", "seed"))
+        _refuse(opts, f"a {kind} model", ("steps", "columns", "prompt", "length", "temperature", "seed"))
         if not opts.input:
             raise _fail("--input: the sequences to predict, a .npy (N, T, C) or a .csv (a sequence a row)")
         task = dm.task()
@@ -303,6 +312,9 @@ def main(args: list[str]) -> None:
     parser.add_argument("run_id")
     parser.add_argument("--steps", type=int, help="forecasting: steps ahead")
     parser.add_argument("--input", help="forecasting: a CSV series; classification: sequences (.npy or .csv)")
+    parser.add_argument(
+        "--columns", help="forecasting: the CSV's columns to read as the model's (target first), comma-separated"
+    )
     parser.add_argument("--prompt", help="character model: the text to continue")
     parser.add_argument("--length", type=int, help="character model: characters to write")
     parser.add_argument("--temperature", type=float, help="character model: sampling temperature (default 1; 0 greedy)")
@@ -320,3 +332,8 @@ def main(args: list[str]) -> None:
     except KeyboardInterrupt:
         print("rnnlab: error: predict: interrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception as e:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"rnnlab: error: predict: {type(e).__name__}: {first_line(str(e))}", file=sys.stderr)
+        sys.exit(1)
