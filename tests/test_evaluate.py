@@ -76,7 +76,7 @@ def test_evaluate_gives_the_logged_scores_again_and_scores_other_data(workdir, c
     # another data config: a CSV series of another level and scale, scaled by its own training part
     n = 400
     t = np.arange(n)
-    y = 10 + 3 * np.sin(2 * np.pi * t / 37) + 0.3 * np.cos(t / 5)
+    y = np.round(10 + 3 * np.sin(2 * np.pi * t / 37) + 0.3 * np.cos(t / 5), 6)  # as written below
     (workdir / "other.csv").write_text("y\n" + "\n".join(f"{v:.6f}" for v in y) + "\n")
     overrides = ["data=csv", "data.path=other.csv", "data.target=y"]
     res = run_cli(["evaluate", run_id, *overrides], workdir)
@@ -104,6 +104,7 @@ def test_evaluate_gives_the_logged_scores_again_and_scores_other_data(workdir, c
 
     # data the model does not fit: two input columns for a model of one
     (workdir / "two.csv").write_text("y,z\n" + "".join(f"{v:.6f},{v / 2:.6f}\n" for v in y))
+    capsys.readouterr()  # MLflow's download bars above
     code, err = _main(
         ["evaluate", run_id, "data=csv", "data.path=two.csv", "data.target=y", "data.features=[z]"], capsys
     )
