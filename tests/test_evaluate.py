@@ -46,6 +46,22 @@ def _children(client: MlflowClient, run_id: str) -> list[Any]:
     return client.search_runs([experiment], f"tags.rnnlab.evaluation_of = '{run_id}'", order_by=["start_time"])
 
 
+def evaluates_to_its_logged_scores(workdir: Path, run_id: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """``rnnlab evaluate RUN_ID`` (in this process) logs a child run with every test score the run
+    logged, and prints them: for any task kind."""
+    cli.main(["evaluate", run_id])
+    out = capsys.readouterr().out
+    client = MlflowClient(f"sqlite:///{workdir}/mlflow.db")
+    parent, (child,) = client.get_run(run_id), _children(client, run_id)
+    assert child.info.status == "FINISHED"
+    logged = {k: v for k, v in parent.data.metrics.items() if k.startswith(("test/", "baseline/"))}
+    assert "test/loss" in logged and any(k.startswith("baseline/") for k in logged)
+    for key, value in logged.items():
+        assert child.data.metrics[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
+    loss_row = next(line for line in out.splitlines() if line.startswith("test/loss"))
+    assert loss_row.split()[1] == f"{logged['test/loss']:.4f}"
+
+
 @pytest.mark.slow  # a training run and two evaluations as processes, ~50 s
 def test_evaluate_gives_the_logged_scores_again_and_scores_other_data(workdir, capsys):
     small = [a for a in SMALL if not a.startswith("logger.log_model")]  # the model logged: an independent check

@@ -15,7 +15,7 @@ import pytest
 import torch
 from conftest import SMALL, run_cli
 from mlflow.tracking import MlflowClient
-from test_evaluate import _bare_run, _main
+from test_evaluate import _bare_run, _main, evaluates_to_its_logged_scores
 
 from rnnlab import cli, tracking
 from rnnlab.composition import compose
@@ -119,6 +119,7 @@ def test_a_character_model_writes_text_after_a_prompt(workdir, capsys):
         "optimizer.lr=0.02",
     )
     vocab = ("<unk>", *sorted(set(text[: len(text) - 2 * int(len(text) * 0.05)])))  # the training part's
+    evaluates_to_its_logged_scores(workdir, run_id, capsys)  # bits per character, perplexity, unigram
 
     prompt = "the ca"
     res = run_cli(["predict", run_id, "--prompt", prompt, "--length", "12", "--temperature", "0"], workdir)
@@ -139,6 +140,10 @@ def test_a_character_model_writes_text_after_a_prompt(workdir, capsys):
 
     assert saved["text"] == sample(net, vocab, prompt, 30, 0.8, torch.Generator().manual_seed(3))
 
+    cli.main(["predict", run_id, "--prompt", prompt, "--length", "30"])  # temperature 1 and seed 0 by default
+    default = sample(net, vocab, prompt, 30, 1.0, torch.Generator().manual_seed(0))
+    assert capsys.readouterr().out == prompt + default + "\n"
+
     code, err = _main(["predict", run_id, "--length", "5"], capsys)
     assert (
         code == 2
@@ -151,6 +156,7 @@ def test_classify_sequences_from_npy_and_csv(workdir, capsys):
     data = ("data=ucr", "data.dataset=ItalyPowerDemand")
     run_id, net, dm = _train(workdir, *data)
     classes = list(dm.classes)
+    evaluates_to_its_logged_scores(workdir, run_id, capsys)  # accuracy, F1, majority class
 
     raw = np.random.default_rng(1).normal(1.0, 2.0, size=(5, 24))  # (N, T) in the data's units
     ragged = raw.copy()
@@ -180,6 +186,23 @@ def test_classify_sequences_from_npy_and_csv(workdir, capsys):
         "rnnlab: error: predict: --input: two.npy holds an array of shape (3, 24, 2); the model reads "
         "sequences of 1 channel(s): (N, T, 1) or (N, T), a row each in a .csv"
     )
+
+
+@pytest.mark.slow  # a training run and a prediction, ~30 s
+def test_sequence_regression_gives_a_value_per_sequence(workdir, capsys):
+    data = ("data=adding", "data.length=10", "data.n_train=256", "data.n_val=64", "data.n_test=64")
+    run_id, net, _ = _train(workdir, *data)
+    evaluates_to_its_logged_scores(workdir, run_id, capsys)  # mse, the mean baseline
+    rng = np.random.default_rng(2)
+    x = np.stack([rng.uniform(0, 1, (4, 10)), np.zeros((4, 10))], axis=2)  # (N, T, 2): values, markers
+    x[:, [1, 6], 1] = 1.0  # the two marked values of each sequence
+    np.save(workdir / "adding.npy", x)
+    cli.main(["predict", run_id, "--input", "adding.npy"])
+    rows = _rows(capsys.readouterr().out)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(x).float())[:, 0].double().numpy()  # the adding task is not scaled
+    assert [r["sequence"] for r in rows] == ["0", "1", "2", "3"]
+    assert [float(r["y0"]) for r in rows] == pytest.approx(expected, rel=1e-5)
 
 
 def test_predict_bad_inputs_are_one_line(workdir, capsys):
