@@ -115,6 +115,8 @@ def print_help() -> None:
         "usage: python -m rnnlab [KEY=VALUE ...] [GROUP=OPTION ...] [-m] [--cfg job] [--info]",
         "       python -m rnnlab plugins          list installed plugins and their options",
         "       python -m rnnlab diagnose RUN_ID  a run's gradient flow: vanishing, exploding or healthy",
+        "       python -m rnnlab evaluate RUN_ID [KEY=VALUE ...]  test a logged model again (other data too)",
+        "       python -m rnnlab predict RUN_ID ...  forecast, classify or write text with a logged model",
         "",
         "config groups (GROUP=OPTION):",
         *[f"  {g:<{width}}  {', '.join(opts) if opts else '(none)'}" for g, opts in groups.items()],
@@ -200,6 +202,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     if args[:1] == ["diagnose"]:
         _diagnose(args[1:])
+        return
+    if args[:1] == ["evaluate"]:
+        from rnnlab.evaluate import main as evaluate_main
+
+        evaluate_main(args[1:])
+        return
+    if args[:1] == ["predict"]:
+        from rnnlab.predict import main as predict_main
+
+        predict_main(args[1:])
         return
     if args[:1] == ["sync"]:  # replay runs whose records a tracking outage left in their spool
         from rnnlab.spool import sync

@@ -272,22 +272,9 @@ def diagnose(run_id: str, tracking_uri: str, samples: int) -> str:
     """The verdict of a past run, as lines of text: from its logged ``diag/*`` metrics (last
     measurement) or, when it has none, recomputed from its best checkpoint on the first ``samples``
     training sequences of its data (its logged ``config.yaml``). Errors are :class:`RnnlabError`."""
-    from mlflow.exceptions import MlflowException
+    from rnnlab.logged import find_run
 
-    from rnnlab import stores, tracking
-    from rnnlab.errors import RnnlabError
-
-    uri = tracking.resolve_tracking_uri(tracking_uri)
-    db = stores.sqlite_path(uri)
-    if db is not None and not db.is_file():
-        raise RnnlabError(
-            f"diagnose: no MLflow store at {db} (run it where the run was started, or pass --tracking-uri)"
-        )
-    client = tracking.open_client(uri)
-    try:
-        run = client.get_run(run_id)
-    except MlflowException:
-        raise RnnlabError(f"diagnose: no run {run_id!r} in {stores.redact(uri)}") from None
+    _, run, _ = find_run(run_id, tracking_uri, "diagnose")
     logged = {k: v for k, v in run.data.metrics.items() if k.startswith("diag/")}
     if "diag/grad_h_ratio/layer0" in logged:
         sentence = verdict(logged["diag/grad_h_ratio/layer0"], logged.get("diag/clip_rate"))[1]
@@ -300,37 +287,17 @@ def diagnose(run_id: str, tracking_uri: str, samples: int) -> str:
             if k.startswith("diag/sigma_max/")
         ]
         return "\n".join(lines)
-    return "\n".join(_recompute(client, run, samples))
+    return "\n".join(_recompute(run_id, tracking_uri, samples))
 
 
-def _recompute(client: Any, run: Any, samples: int) -> list[str]:
-    """Rebuild the run's model and data from its command (tag ``rnnlab.command``: its own overrides),
-    load its best checkpoint and measure."""
-    import os
-    import shlex
-    import tempfile
-
-    from rnnlab.composition import compose
+def _recompute(run_id: str, tracking_uri: str, samples: int) -> list[str]:
+    """Rebuild the run's model and data from its logged config (:func:`rnnlab.logged.load`: its best
+    checkpoint, weights-only) and measure."""
+    from rnnlab import logged
     from rnnlab.errors import RnnlabError
-    from rnnlab.train import build
 
-    run_id = run.info.run_id
-    words = shlex.split(run.data.tags.get("rnnlab.command", ""))[3:]  # after "python -m rnnlab"
-    if any(w.startswith("-") for w in words):
-        raise RnnlabError(
-            f"diagnose: run {run_id[:8]} was started with flags ({' '.join(words)}); run it again "
-            "with diagnostics.enabled=true"
-        )
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            ckpt = Path(client.download_artifacts(run_id, "checkpoints/best.ckpt", tmp))
-        except Exception:
-            raise RnnlabError(
-                f"diagnose: run {run_id[:8]} logged no diagnostics and no checkpoints/best.ckpt to recompute them from"
-            ) from None
-        dm, model = build(compose(words))
-        model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"])
+    loaded = logged.load(run_id, tracking_uri, command="diagnose")
+    dm, model = loaded.dm, loaded.model
     train = dm.splits["train"]
     m = measure(model, tuple(t[:samples] for t in train))
     if not m["layers"]:
