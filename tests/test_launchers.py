@@ -1,0 +1,122 @@
+"""Sweeps through Hydra's launcher plugins (``launcher=submitit_local``, ``launcher=ray``): the sweeper
+hands each batch of trials to the launcher, the trials run in other processes, report each epoch to
+the Optuna storage (the pruner stops them there) and nest under the sweep's one MLflow parent run.
+A launcher that runs trials elsewhere with ``storage: null`` is refused before anything runs."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import SMALL, run_cli, sweep_args
+from optuna.trial import TrialState
+from test_sweeper import FAST, app
+
+N_TRIALS = 4
+# Two trials at a time on a 2-core machine: one thread each, as Ray gives its tasks (num_cpus=1).
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+
+
+def _sweep(tmp_path: Path, launcher: str) -> None:
+    args = [
+        *sweep_args("s", n_trials=N_TRIALS, seed=0),
+        f"launcher={launcher}",
+        "hydra.sweeper.n_jobs=2",  # two batches of two: the second is pruned against the first
+        *SMALL,
+        "trainer.max_epochs=4",
+        "trainer.early_stopping.enabled=false",
+        "logger.log_checkpoint=false",
+    ]
+    proc = run_cli(args, tmp_path, env=ONE_THREAD, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    trials = study.get_trials()
+    assert len(trials) == N_TRIALS  # the exact count, no trial run twice or lost
+    assert {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
+    assert any(t.state == TrialState.PRUNED for t in trials), [t.intermediate_values for t in trials]
+    assert all(t.intermediate_values for t in trials)  # every job reported to the storage from its process
+    sweeper_pid = trials[0].system_attrs["rnnlab:pid"]
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("rnnlab").experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("rnnlab.sweep") == "true"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(runs) == N_TRIALS + 1 and len(children) == N_TRIALS
+    assert {int(r.data.tags["optuna.trial_number"]): r.data.tags["optuna.trial_state"] for r in children} == {
+        t.number: t.state.name for t in trials
+    }
+    assert {r.info.status for r in runs} == {"FINISHED"}  # none left RUNNING
+    assert all(r.data.tags["rnnlab.pid"] != str(sweeper_pid) for r in children)  # trials ran elsewhere
+
+
+@pytest.mark.slow
+def test_a_pruned_sweep_through_submitit_local(tmp_path: Path) -> None:
+    _sweep(tmp_path, "submitit_local")
+    assert list((tmp_path / "multirun" / "s" / ".submitit").glob("*/*_log.err"))  # submitit ran the jobs
+
+
+@pytest.mark.slow
+def test_a_pruned_sweep_through_a_local_ray_cluster(tmp_path: Path) -> None:
+    _sweep(tmp_path, "ray")
+
+
+@pytest.mark.parametrize("launcher", ["submitit_local", "ray"])
+def test_in_memory_storage_with_a_launcher_of_other_processes_is_refused(tmp_path: Path, launcher: str) -> None:
+    proc = run_cli(
+        [
+            "-m",
+            "hydra/sweeper=optuna",
+            f"launcher={launcher}",
+            "hydra.sweeper.storage=null",
+            *SMALL,
+            "optimizer.lr=interval(1e-4, 1e-2)",
+        ],
+        tmp_path,
+    )
+    err = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(err) == 1, proc.stderr[-3000:]
+    assert err[0].startswith(
+        f"rnnlab: error: hydra.sweeper.storage: null is an in-memory study, out of reach of the trials that "
+        f"launcher '{launcher}' runs in other processes"
+    ), err[0]
+    assert not list(tmp_path.iterdir())  # nothing ran: no store, no study, no sweep dir
+
+
+def test_the_sweeper_refuses_it_in_any_app(tmp_path: Path) -> None:
+    """The same check in the sweeper, for an app that is not rnnlab's CLI (the toy app)."""
+    proc = app(
+        tmp_path,
+        *FAST,
+        "hydra/launcher=submitit_local",
+        "hydra.sweeper.storage=null",
+        "x=interval(0.0, 1.0)",
+        check=False,
+    )
+    err = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(err) == 1, proc.stderr[-3000:]
+    assert err[0].startswith("rnnlab: error: hydra.sweeper.storage: null is an in-memory study"), err[0]
+    assert "'LocalLauncher' runs in other processes" in err[0]
+    assert not (tmp_path / "multirun").exists()
+
+
+def test_a_launcher_whose_plugin_is_missing_names_the_extra(tmp_path: Path) -> None:
+    """As in an environment without rnnlab[ray]: the plugin's package cannot be imported."""
+    import subprocess
+
+    code = (
+        "import sys; sys.modules['hydra_plugins.hydra_ray_launcher'] = None\n"
+        "from rnnlab.cli import main; main(['-m', 'launcher=ray'])"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120, env={**os.environ}
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.strip() == (
+        "rnnlab: error: launcher: 'ray' needs hydra-ray-launcher, which is not installed: pip install 'rnnlab[ray]'"
+    )
