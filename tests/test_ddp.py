@@ -43,14 +43,18 @@ def test_ddp_sweep_runs_each_trial_once_and_prunes(tmp_path):
     assert not list((tmp_path / "multirun" / "ddp").glob("*/multirun"))  # no rank re-ran the sweep
 
 
-def _torchrun(tmp_path, *args, **popen):
-    """``torchrun ARGS -m rnnlab`` on a tiny model, DDP on CPU (gloo)."""
+def _torchrun(tmp_path, torchrun_args, *overrides):
+    """``torchrun TORCHRUN_ARGS -m rnnlab OVERRIDES`` on a tiny model, DDP on CPU (gloo)."""
     from conftest import SMALL
 
     torchrun = str(Path(sys.executable).with_name("torchrun"))
     rnnlab = ["-m", "rnnlab", *SMALL, "trainer.strategy=ddp", "trainer.accelerator=cpu", "logger.log_checkpoint=false"]
     return subprocess.Popen(
-        [torchrun, *args, *rnnlab], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen
+        [torchrun, *torchrun_args, *rnnlab, *overrides],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -66,7 +70,7 @@ def _one_run(tmp_path, out):
 @pytest.mark.slow
 def test_torchrun_two_processes_one_run(tmp_path):
     """torchrun starts both ranks (Lightning detects its environment and starts none of its own)."""
-    proc = _torchrun(tmp_path, "--nproc_per_node", "2", "trainer.devices=2")
+    proc = _torchrun(tmp_path, ["--nproc_per_node", "2"], "trainer.devices=2")
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out[-4000:]
     assert "GLOBAL_RANK: 0, MEMBER: 1/2" in out and "GLOBAL_RANK: 1, MEMBER: 2/2" in out
@@ -81,7 +85,8 @@ def test_torchrun_two_nodes_one_run(tmp_path):
 
     common = ["--nnodes", "2", "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", str(free_port())]
     procs = [
-        _torchrun(tmp_path, *common, "--node_rank", str(n), "trainer.devices=1", "trainer.num_nodes=2") for n in (0, 1)
+        _torchrun(tmp_path, [*common, "--node_rank", str(n)], "trainer.devices=1", "trainer.num_nodes=2")
+        for n in (0, 1)
     ]
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs[0][-3000:] + outs[1][-3000:]
