@@ -53,6 +53,8 @@ def _sweep(tmp_path: Path, launcher: str) -> None:
     }
     assert {r.info.status for r in runs} == {"FINISHED"}  # none left RUNNING
     assert all(r.data.tags["rnnlab.pid"] != str(sweeper_pid) for r in children)  # trials ran elsewhere
+    span = {int(r.data.tags["optuna.trial_number"]): (r.info.start_time, r.info.end_time) for r in children}
+    assert span[0][0] < span[1][1] and span[1][0] < span[0][1]  # a batch's two trials ran at the same time
 
 
 @pytest.mark.slow
@@ -120,3 +122,14 @@ def test_a_launcher_whose_plugin_is_missing_names_the_extra(tmp_path: Path) -> N
     assert proc.stderr.strip() == (
         "rnnlab: error: launcher: 'ray' needs hydra-ray-launcher, which is not installed: pip install 'rnnlab[ray]'"
     )
+
+
+def test_the_slurm_preset_gives_each_job_the_runs_nodes() -> None:
+    from omegaconf import OmegaConf
+
+    from rnnlab.composition import Composer
+
+    with Composer("train", None) as compose:
+        full = compose(["launcher=submitit_slurm", "trainer.num_nodes=3"], return_hydra_config=True)
+    assert full.hydra.launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert OmegaConf.select(full, "hydra.launcher.nodes") == 3
