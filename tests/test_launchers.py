@@ -133,3 +133,17 @@ def test_the_slurm_preset_gives_each_job_the_runs_nodes() -> None:
         full = compose(["launcher=submitit_slurm", "trainer.num_nodes=3"], return_hydra_config=True)
     assert full.hydra.launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert OmegaConf.select(full, "hydra.launcher.nodes") == 3
+
+
+def test_errors_a_job_returns_cross_processes() -> None:
+    """submitit and Ray send a failed job's exception back pickled: rnnlab's own must survive it."""
+    import pickle
+    import signal
+
+    from rnnlab.errors import ConfigError
+    from rnnlab.lifecycle import Interrupted
+
+    error = pickle.loads(pickle.dumps(ConfigError("data.path", "no such file", ["a.csv"])))
+    assert (type(error), str(error)) == (ConfigError, "data.path: no such file; valid choices: a.csv")
+    stop = pickle.loads(pickle.dumps(Interrupted(signal.SIGTERM)))
+    assert (type(stop), stop.signum, stop.exit_code) == (Interrupted, signal.SIGTERM, 143)

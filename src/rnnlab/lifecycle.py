@@ -41,6 +41,9 @@ class Interrupted(KeyboardInterrupt):
         self.name = f"{signal.Signals(signum).name} (signal {signum})"
         super().__init__(self.name)
 
+    def __reduce__(self) -> tuple[type[Interrupted], tuple[int]]:  # crosses processes in a launcher's job return
+        return type(self), (self.signum,)
+
     @property
     def exit_code(self) -> int:
         return 128 + self.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
