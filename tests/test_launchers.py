@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import optuna
 import pytest
-from conftest import SMALL, run_cli, sweep_args
+from conftest import SMALL, postgres_url, run_cli, sweep_args
 from optuna.trial import TrialState
 from test_sweeper import FAST, app
 
@@ -20,9 +21,26 @@ N_TRIALS = 4
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
-def _sweep(tmp_path: Path, launcher: str) -> None:
+def _sweep(tmp_path: Path, launcher: str, databases: tuple[str, str] | None = None) -> None:
+    """A sweep of N_TRIALS; its stores SQLite files in ``tmp_path``, or the PostgreSQL ``databases``
+    (Optuna's, MLflow's; passwords on the command line: rnnlab moves them into the environment the
+    jobs inherit)."""
+    name, optuna_url, tracking_uri = "s", f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    stores = []
+    if databases is not None:
+        from rnnlab.stores import normalize_url
+
+        # MLflow's own store takes the driver's name (rnnlab's tracking URI is not normalized)
+        name, optuna_url, tracking_uri = f"launch-{time.time_ns()}", databases[0], normalize_url(databases[1])
+        stores = [
+            f"hydra.sweeper.storage={optuna_url}",
+            f"logger.tracking_uri={tracking_uri}",
+            f"logger.experiment_name={name}",
+        ]
     args = [
         *sweep_args("s", n_trials=N_TRIALS, seed=0),
+        *stores,
+        f"hydra.sweeper.study_name={name}",
         f"launcher={launcher}",
         "hydra.sweeper.n_jobs=2",  # two batches of two: the second is pruned against the first
         *SMALL,
@@ -33,7 +51,9 @@ def _sweep(tmp_path: Path, launcher: str) -> None:
     proc = run_cli(args, tmp_path, env=ONE_THREAD, timeout=240)
     assert proc.returncode == 0, proc.stderr[-4000:]
 
-    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    from rnnlab.stores import normalize_url
+
+    study = optuna.load_study(study_name=name, storage=normalize_url(optuna_url))
     trials = study.get_trials()
     assert len(trials) == N_TRIALS  # the exact count, no trial run twice or lost
     assert {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
@@ -43,8 +63,8 @@ def _sweep(tmp_path: Path, launcher: str) -> None:
 
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("rnnlab").experiment_id])
+    client = MlflowClient(normalize_url(tracking_uri))
+    runs = client.search_runs([client.get_experiment_by_name(name if databases else "rnnlab").experiment_id])
     (parent,) = [r for r in runs if r.data.tags.get("rnnlab.sweep") == "true"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(runs) == N_TRIALS + 1 and len(children) == N_TRIALS
@@ -66,6 +86,12 @@ def test_a_pruned_sweep_through_submitit_local(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_a_pruned_sweep_through_a_local_ray_cluster(tmp_path: Path) -> None:
     _sweep(tmp_path, "ray")
+
+
+@pytest.mark.slow
+def test_a_pruned_sweep_through_ray_on_shared_postgresql_stores(tmp_path: Path) -> None:
+    """The several-machines recipe on one: Optuna and MLflow on a PostgreSQL server, a database each."""
+    _sweep(tmp_path, "ray", (postgres_url(db="rnnlab_launch_optuna"), postgres_url(db="rnnlab_launch_mlflow")))
 
 
 @pytest.mark.parametrize("launcher", ["submitit_local", "ray"])
@@ -147,3 +173,24 @@ def test_errors_a_job_returns_cross_processes() -> None:
     assert (type(error), str(error)) == (ConfigError, "data.path: no such file; valid choices: a.csv")
     stop = pickle.loads(pickle.dumps(Interrupted(signal.SIGTERM)))
     assert (type(stop), stop.signum, stop.exit_code) == (Interrupted, signal.SIGTERM, 143)
+
+
+def test_optuna_and_mlflow_in_one_database_are_refused(tmp_path: Path) -> None:
+    proc = run_cli(
+        [
+            "-m",
+            "hydra/sweeper=optuna",
+            *SMALL,
+            "optimizer.lr=interval(1e-4, 1e-2)",
+            "hydra.sweeper.storage=sqlite:///both.db",
+            f"logger.tracking_uri=sqlite:///{tmp_path / 'both.db'}",
+        ],
+        tmp_path,
+    )
+    err = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(err) == 1, proc.stderr[-3000:]
+    assert err[0] == (
+        "rnnlab: error: hydra.sweeper.storage: sqlite:///both.db is also logger.tracking_uri's database; Optuna "
+        "and MLflow each need their own (both version their schema in the table alembic_version)"
+    )
+    assert not list(tmp_path.iterdir())

@@ -123,7 +123,10 @@ def check(
         if optuna:
             launcher = OmegaConf.select(full, "hydra.launcher._target_", default="")
             choice = OmegaConf.select(full, "hydra.runtime.choices", default={}).get("hydra/launcher")
-            check_sweep_storage(OmegaConf.select(full, "hydra.sweeper.storage"), launcher, choice)
+            storage = OmegaConf.select(full, "hydra.sweeper.storage")
+            check_sweep_storage(storage, launcher, choice)
+            if isinstance(storage, str) and storage != "auto":
+                _check_own_database(storage, validated.config.logger.tracking_uri)
     if run:
         _check_devices(validated.config.trainer)
         if validated.config.resume is not None:
@@ -150,6 +153,33 @@ def check_sweep_storage(storage: str | None, launcher: str, name: str | None = N
             f"null is an in-memory study, out of reach of the trials that launcher "
             f"{name or launcher.rpartition('.')[2]!r} runs in other processes; leave it unset (optuna.db beside "
             "mlflow.db), or set sqlite:///optuna.db on one machine, postgresql://... across machines",
+        )
+
+
+def _database(uri: str) -> tuple[str, str | None, int | None, str] | None:
+    """What identifies the database behind an SQLAlchemy URL (driver and credentials aside); None for
+    anything else (an MLflow server, a journal file)."""
+    from urllib.parse import urlsplit
+
+    kind = stores.scheme(uri)
+    if kind not in stores.STORAGE_SCHEMES or kind == "journal":
+        return None
+    if kind == "sqlite":
+        path = stores.sqlite_path(stores.absolute(uri))
+        return (kind, None, None, str(path.resolve()) if path else uri)
+    parts = urlsplit(uri)
+    default_port = {"postgresql": 5432, "mysql": 3306}.get(kind)
+    return (kind, parts.hostname, parts.port or default_port, parts.path.rstrip("/"))
+
+
+def _check_own_database(storage: str, tracking_uri: str) -> None:
+    """Optuna and MLflow both keep their schema's version in the table ``alembic_version``: one
+    database cannot hold both (MLflow then fails on Optuna's revision, after the sweep has started)."""
+    if _database(storage) is not None and _database(storage) == _database(tracking_uri):
+        raise ConfigError(
+            "hydra.sweeper.storage",
+            f"{stores.redact(storage)} is also logger.tracking_uri's database; Optuna and MLflow each need "
+            "their own (both version their schema in the table alembic_version)",
         )
 
 
