@@ -51,9 +51,9 @@ def test_core_options_compose_to_their_schemas(group, name, schema):
 
 
 def test_conf_holds_presets_only():
-    """Experiments, sweeps and trainer variants; no YAML restating a schema."""
+    """Experiments, sweeps, trainer variants and launchers; no YAML restating a schema."""
     groups = {p.name for p in CONF.iterdir() if p.is_dir() and p.name != "__pycache__"}
-    assert groups <= {"experiment", "sweep", "trainer"}, groups
+    assert groups <= {"experiment", "sweep", "trainer", "launcher"}, groups
     assert not (CONF / "trainer" / "default.yaml").exists()
     for path in CONF.rglob("*.yaml"):
         text = path.read_text()

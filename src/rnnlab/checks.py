@@ -14,6 +14,17 @@ from rnnlab.errors import ConfigError, RnnlabError, first_line
 
 _SWEEP_PARAMS = "hydra.sweeper.params."
 
+# Hydra launchers that run each job in the sweeping process itself; every other one (joblib, submitit,
+# Ray) runs jobs in other processes or on other machines.
+IN_PROCESS_LAUNCHERS = ("hydra._internal.core_plugins.basic_launcher.BasicLauncher",)
+# launcher=NAME (conf/launcher/) or hydra/launcher=NAME -> the Hydra plugin it needs and rnnlab's extra for it
+LAUNCHER_PLUGINS = {
+    "submitit_local": ("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher", "slurm"),
+    "submitit_slurm": ("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher", "slurm"),
+    "ray": ("hydra_plugins.hydra_ray_launcher", "hydra-ray-launcher", "ray"),
+    "ray_cluster": ("hydra_plugins.hydra_ray_launcher", "hydra-ray-launcher", "ray"),
+}
+
 
 def sweeper_params_as_arguments(args: Sequence[str]) -> list[str]:
     """In a multirun, ``hydra.sweeper.params.KEY=EXPR`` on the command line is the sweep argument
@@ -87,6 +98,7 @@ def check(
     need the machine (devices, a tracking server).
     """
     parsed = _parse(overrides)
+    _check_launcher_installed(parsed)
     sweeps = [ov for ov in parsed if ov.is_sweep_override()]
     if sweeps and not multirun:
         raise ConfigError(sweeps[0].get_key_element(), "sweep overrides (a=1,2 or choice(...)) need -m / --multirun")
@@ -108,6 +120,13 @@ def check(
     _check_no_passwords(full)
     if multirun:
         _check_objective(full, validated)
+        if optuna:
+            launcher = OmegaConf.select(full, "hydra.launcher._target_", default="")
+            choice = OmegaConf.select(full, "hydra.runtime.choices", default={}).get("hydra/launcher")
+            storage = OmegaConf.select(full, "hydra.sweeper.storage")
+            check_sweep_storage(storage, launcher, choice)
+            if isinstance(storage, str) and storage != "auto":
+                _check_own_database(storage, validated.config.logger.tracking_uri)
     if run:
         _check_devices(validated.config.trainer)
         if validated.config.resume is not None:
@@ -123,6 +142,58 @@ def check(
         storage = OmegaConf.select(full, "hydra.sweeper.storage", default=None) if multirun and optuna else None
         if isinstance(storage, str) and storage != "auto":
             stores.check_database(stores.absolute(storage), "hydra.sweeper.storage")
+
+
+def check_sweep_storage(storage: str | None, launcher: str, name: str | None = None) -> None:
+    """``storage: null`` keeps the Optuna study in the sweeping process's memory, where only jobs of that
+    process (Hydra's basic launcher) can find their trial, report to it and be pruned."""
+    if storage is None and launcher not in IN_PROCESS_LAUNCHERS:
+        raise ConfigError(
+            "hydra.sweeper.storage",
+            f"null is an in-memory study, out of reach of the trials that launcher "
+            f"{name or launcher.rpartition('.')[2]!r} runs in other processes; leave it unset (optuna.db beside "
+            "mlflow.db), or set sqlite:///optuna.db on one machine, postgresql://... across machines",
+        )
+
+
+def _database(uri: str) -> tuple[str, str | None, int | None, str] | None:
+    """What identifies the database behind an SQLAlchemy URL (driver and credentials aside); None for
+    anything else (an MLflow server, a journal file)."""
+    from urllib.parse import urlsplit
+
+    kind = stores.scheme(uri)
+    if kind not in stores.STORAGE_SCHEMES or kind == "journal":
+        return None
+    if kind == "sqlite":
+        path = stores.sqlite_path(stores.absolute(uri))
+        return (kind, None, None, str(path.resolve()) if path else uri)
+    parts = urlsplit(uri)
+    default_port = {"postgresql": 5432, "mysql": 3306}.get(kind)
+    return (kind, parts.hostname, parts.port or default_port, parts.path.rstrip("/"))
+
+
+def _check_own_database(storage: str, tracking_uri: str) -> None:
+    """Optuna and MLflow both keep their schema's version in the table ``alembic_version``: one
+    database cannot hold both (MLflow then fails on Optuna's revision, after the sweep has started)."""
+    if _database(storage) is not None and _database(storage) == _database(tracking_uri):
+        raise ConfigError(
+            "hydra.sweeper.storage",
+            f"{stores.redact(storage)} is also logger.tracking_uri's database; Optuna and MLflow each need "
+            "their own (both version their schema in the table alembic_version)",
+        )
+
+
+def _check_launcher_installed(parsed: Sequence[Any]) -> None:
+    """``launcher=ray`` (or ``hydra/launcher=ray``) without hydra-ray-launcher: say which extra installs it."""
+    import importlib.util
+
+    for ov in parsed:
+        key, value = ov.key_or_group, ov.value()
+        if key not in ("launcher", "hydra/launcher") or not isinstance(value, str) or value not in LAUNCHER_PLUGINS:
+            continue
+        module, dist, extra = LAUNCHER_PLUGINS[value]
+        if importlib.util.find_spec(module) is None:
+            raise ConfigError(key, f"{value!r} needs {dist}, which is not installed: pip install 'rnnlab[{extra}]'")
 
 
 def take_credentials(args: Sequence[str]) -> list[str]:

@@ -28,6 +28,7 @@ USER_GROUPS = (
     "logger",
     "experiment",
     "sweep",
+    "launcher",
 )
 
 _registered = False

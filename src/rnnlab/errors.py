@@ -23,6 +23,11 @@ class ConfigError(RnnlabError):
         self.choices = sorted(choices) if choices is not None else None
         super().__init__(str(self))
 
+    def __reduce__(self) -> tuple[type[ConfigError], tuple[str, str, list[str] | None, str]]:
+        # A job run by submitit or Ray returns its exception pickled; the default would call
+        # ConfigError(str(self)) and fail in the sweeper, losing the whole batch.
+        return type(self), (self.key, self.message, self.choices, self.label)
+
     def with_prefix(self, prefix: str) -> ConfigError:
         """The same error with its key under ``prefix``: ``hidden_size`` -> ``backbone.hidden_size``."""
         if not prefix:

@@ -41,6 +41,9 @@ class Interrupted(KeyboardInterrupt):
         self.name = f"{signal.Signals(signum).name} (signal {signum})"
         super().__init__(self.name)
 
+    def __reduce__(self) -> tuple[type[Interrupted], tuple[int]]:  # crosses processes in a launcher's job return
+        return type(self), (self.signum,)
+
     @property
     def exit_code(self) -> int:
         return 128 + self.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
@@ -253,9 +256,15 @@ def ddp_ranks_run_this_job(out_dir: Path) -> Any:
     return restore
 
 
+# Set by whatever started this process as a DDP rank: torchrun (RANK, LOCAL_RANK), srun (SLURM_PROCID),
+# Lightning's own launcher (NODE_RANK, LOCAL_RANK). The global rank zero has 0 in all it sets.
+RANK_ENV = ("RANK", "NODE_RANK", "LOCAL_RANK", "SLURM_PROCID")
+
+
 def rank() -> int:
-    """This process's local DDP rank (0 outside DDP)."""
-    return int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0")))
+    """0 in the process that owns the run (DDP's global rank zero, or no DDP), else > 0. Not LOCAL_RANK
+    alone: on every node of a multi-node run some process has LOCAL_RANK 0."""
+    return max(int(os.environ.get(key) or 0) for key in RANK_ENV)
 
 
 def dist_initialized() -> bool:

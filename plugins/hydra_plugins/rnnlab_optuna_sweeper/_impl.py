@@ -130,6 +130,11 @@ class OptunaSweeperImpl:
             raise ConfigError(f"{KEY}.grace_period", "must be > heartbeat_interval > 0")
         if self.storage_conf is None and self.n_workers > 1:
             raise ConfigError(f"{KEY}.n_workers", "worker processes need a persistent storage, not storage: null")
+        if self.storage_conf is None:  # the same check as rnnlab's CLI makes, for any app
+            from rnnlab.checks import check_sweep_storage
+
+            launcher = type(self.launcher)
+            check_sweep_storage(None, f"{launcher.__module__}.{launcher.__qualname__}")
 
     def _check_pruner(self, cfg: DictConfig) -> None:
         if not prunes(self.pruner):
