@@ -1,7 +1,7 @@
 """Tracking against a real MLflow server on 127.0.0.1, and the errors when there is none."""
 
 import pytest
-from conftest import free_port
+from conftest import free_port, postgres_url
 from mlflow.tracking import MlflowClient
 
 from rnnlab.tracking import flatten, resolve_tracking_uri
@@ -63,3 +63,14 @@ def test_passwords_in_uris_are_never_logged_or_printed():
     assert scrub(f"cannot connect to {uri}: refused", uri) == (
         "cannot connect to postgresql://alice:***@db.example:5432/mlflow: refused"
     )
+
+
+def test_a_plain_postgresql_uri_works_as_the_tracking_store(small_cfg):
+    """``postgresql://`` names psycopg (v3) to SQLAlchemy; with only psycopg2 installed (rnnlab's
+    postgres extra) the tracking store is opened through it, as the Optuna storage is."""
+    uri = postgres_url(db="rnnlab_plain_uri")
+    assert uri.startswith("postgresql://")
+    train(small_cfg(f"logger.tracking_uri={uri}", "logger.experiment_name=plain-uri", "trainer.max_epochs=1"))
+    client = MlflowClient(resolve_tracking_uri(uri))
+    runs = client.search_runs([client.get_experiment_by_name("plain-uri").experiment_id])
+    assert runs and all(r.info.status == "FINISHED" for r in runs)

@@ -42,7 +42,7 @@ SQLITE_BUSY_TIMEOUT_S = 120
 
 def resolve_tracking_uri(uri: str) -> str:
     """Make a relative ``sqlite:///file.db`` absolute (so runs land where the user ran the command)."""
-    return stores.absolute(uri)
+    return stores.normalize_url(stores.absolute(uri))
 
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
