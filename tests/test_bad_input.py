@@ -153,6 +153,7 @@ CASES: list[tuple[list[str], str, str | None]] = [
         None,
     ),
     (["-m", "data=copy", "model.tbptt_steps=10,0"], "model.tbptt_steps: must be a positive number", None),
+    (["data=adding", "model.tbptt_steps=10"], "model.tbptt_steps: needs a target at every step; data 'adding'", None),
     (["+foo=1"], "foo: unknown key", "valid keys: backbone, baseline, data"),
     (["trainer.max_epoch=3"], "trainer.max_epoch: unknown key", "max_epochs"),
     (["backbone=gru", "backbone.bidirectinal=true"], "backbone.bidirectinal: unknown key", "bidirectional"),

@@ -18,13 +18,8 @@ from rnnlab.train import _trainer, build
 
 # The copy task with a delay of 6: sequences of 26 steps, a class at every step; SGD without momentum
 # so the reference loop below is plain arithmetic.
-COPY = (
-    "data=copy",
-    "data.delay=6",
-    "data.n_train=32",
-    "data.n_val=8",
-    "data.n_test=8",
-    "data.batch_size=16",
+COPY_DATA = ("data=copy", "data.delay=6", "data.n_train=32", "data.n_val=8", "data.n_test=8", "data.batch_size=16")
+COMMON = (
     "backbone.hidden_size=8",
     "optimizer=sgd",
     "optimizer.lr=0.5",
@@ -37,15 +32,16 @@ COPY = (
     "trainer.devices=1",
     "logger.log_model=false",
 )
+COPY = (*COPY_DATA, *COMMON)
 T = 26
 
 
 @pytest.fixture
 def copy_cfg(workdir):
-    """``copy_cfg(*overrides)``: the real config of the small copy task above, composed."""
+    """``copy_cfg(*overrides, data=COPY_DATA)``: the real config of the small task above, composed."""
     from rnnlab.composition import compose
 
-    return lambda *overrides: compose([*COPY, f"output_dir={workdir}/out", *overrides])
+    return lambda *overrides, data=COPY_DATA: compose([*data, *COMMON, f"output_dir={workdir}/out", *overrides])
 
 
 def _fit(cfg, out_dir, dtype=torch.float64):
@@ -67,7 +63,7 @@ def _max_diff(a, b) -> float:
 def test_a_chunk_as_long_as_the_sequence_is_full_bptt(backbone, copy_cfg, tmp_path):
     """k >= T: the same parameters after training as full BPTT (float64, within 1e-6), clipping on
     (at a norm small enough to fire on every step) in both: the Trainer's, then the model's own."""
-    common = (*COPY, f"backbone={backbone}", "trainer.gradient_clip_val=0.05")
+    common = (f"backbone={backbone}", "trainer.gradient_clip_val=0.05")
     full, start, _ = _fit(copy_cfg(*common), tmp_path / "full")
     assert full.automatic_optimization
     for k in (T, 4 * T):
@@ -125,12 +121,60 @@ def test_chunks_shorter_than_the_sequence_are_the_textbook_loop(backbone, algori
 
 def test_schedulers_step_once_a_chunk_or_once_an_epoch(copy_cfg, tmp_path):
     """Lightning steps no scheduler under manual optimization: interval=step schedulers go once an
-    optimizer step (a chunk), interval=epoch ones once an epoch."""
-    base = (*COPY, "model.tbptt_steps=10", "scheduler=step", "scheduler.step_size=1", "scheduler.gamma=0.5")
+    optimizer step (a chunk), interval=epoch ones once an epoch, a plateau scheduler with its metric."""
+    base = ("model.tbptt_steps=10", "scheduler=step", "scheduler.step_size=1", "scheduler.gamma=0.5")
     per_chunk, _, _ = _fit(copy_cfg(*base, "scheduler.interval=step"), tmp_path / "a")
     assert per_chunk.optimizers().param_groups[0]["lr"] == pytest.approx(0.5 * 0.5**6)  # 2 batches x 3 chunks
     per_epoch, _, _ = _fit(copy_cfg(*base, "scheduler.interval=epoch", "trainer.max_epochs=3"), tmp_path / "b")
     assert per_epoch.optimizers().param_groups[0]["lr"] == pytest.approx(0.5 * 0.5**3)
+    plateau, _, _ = _fit(copy_cfg("model.tbptt_steps=10", "scheduler=plateau", "trainer.max_epochs=3"), tmp_path / "c")
+    assert plateau.lr_schedulers().last_epoch == 3  # stepped once an epoch (it counts its steps)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        ("data=adding", "data.target=running", "data.length=30", "data.n_train=32"),  # float inputs, real targets
+        ("data=chars", "data.max_chars=4000", "data.length=30", "data.sample_chars=0"),  # token ids, next token
+    ],
+)
+def test_every_per_step_kind_trains_in_chunks(data, copy_cfg, tmp_path):
+    """The other per-step kinds than copy's: per-step regression and a language model, each a batch
+    of three chunks whose loss falls over a few epochs (full-size chunks: 30 steps in chunks of 10)."""
+    sgd = ("optimizer.lr=0.05", "optimizer.momentum=0.9")
+    cfg = copy_cfg("model.tbptt_steps=10", *sgd, "trainer.max_epochs=4", data=data)
+    torch.manual_seed(0)
+    dm, model = build(cfg)
+    before = model.net.state_dict()["head.bias"].clone()
+    trainer = _trainer(cfg, [NonFiniteGuard(check_every=2)], False, tmp_path)
+    x, y = dm.splits["train"][:2]
+    with torch.no_grad():
+        initial = float(model.loss_of(model.net.outputs(x)[1], y))
+    trainer.fit(model, datamodule=dm)
+    assert trainer.global_step == 3 * trainer.fit_loop.epoch_loop._batches_that_stepped
+    with torch.no_grad():
+        assert float(model.loss_of(model.net.outputs(x)[1], y)) < initial
+    assert not torch.equal(model.net.state_dict()["head.bias"], before)
+
+
+def test_diagnostics_count_every_chunk_as_a_step(copy_cfg, tmp_path):
+    """Diagnostics sum the gradient norms and clipping of every optimizer step: a chunk each."""
+    import pytorch_lightning as pl
+
+    from rnnlab.diagnostics import GradientFlow
+
+    cfg = copy_cfg("model.tbptt_steps=10")
+    torch.manual_seed(0)
+    dm, model = build(cfg)
+    flow = GradientFlow(every_n_epochs=100, samples=4, clip_val=1.0, run=None, out_dir=tmp_path)
+    seen: list[float] = []
+
+    class Read(pl.Callback):  # after GradientFlow's own hooks: what it has summed by each batch's end
+        def on_train_batch_end(self, *args: object) -> None:
+            seen.append(float(flow._sums["steps"]))
+
+    _trainer(cfg, [NonFiniteGuard(check_every=2), flow, Read()], False, tmp_path).fit(model, datamodule=dm)
+    assert seen == [3.0, 6.0]  # 2 batches of 3 chunks
 
 
 def test_the_guard_judges_every_chunk_of_a_batch(copy_cfg, tmp_path):
@@ -189,6 +233,7 @@ def test_the_preset_trains_through_the_cli_into_mlflow(workdir):
             "trainer.max_epochs=2",
             "trainer.max_time=null",
             "trainer.val_check_interval=1.0",
+            "trainer.log_every_n_steps=2",
             "trainer.accelerator=cpu",
             "logger.log_model=false",
         ],
@@ -202,4 +247,6 @@ def test_the_preset_trains_through_the_cli_into_mlflow(workdir):
     history = client.get_metric_history(run.info.run_id, "train/loss_epoch")
     losses = [m.value for m in sorted(history, key=lambda m: m.step)]
     assert len(losses) == 2
+    # logged every 2 batches (5 of 10), not every 2 optimizer steps (8 a batch, never at an odd count)
+    assert len(client.get_metric_history(run.info.run_id, "train/loss_step")) == 5
     assert losses[-1] < losses[0] - 0.2, losses  # nats a character; the first epoch starts at ln(V) ~ 4.4

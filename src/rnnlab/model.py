@@ -535,7 +535,7 @@ class SequenceModel(pl.LightningModule):
             "scheduler": self._scheduler(optimizer=optimizer),
             "interval": self._scheduler_interval,
         }
-        if self._scheduler_monitor:
+        if self._scheduler_monitor and self.automatic_optimization:  # else _step_schedulers reads it
             scheduler["monitor"] = self._scheduler_monitor
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
