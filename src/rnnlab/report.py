@@ -126,15 +126,9 @@ def log_results(run: Any, cfg: DictConfig, results: Results, trainer: Any, model
         run.log_artifact(best_path, "checkpoints")
     if cfg.logger.log_model:
         net = model.net.cpu().eval()
-        example = dm.splits["test"][0][:2]
-        if dm.task().target == "per_step":  # the net reads any length; MLflow's time grows faster than
-            example = example[:, :EXAMPLE_STEPS]  # the example's: 32 s at 100 steps, over 5 min at 2,000
-        example = example.numpy()
+        example = dm.splits["test"][0][:2].numpy()
         run.log_model(net, input_example=example)
     print_results(cfg, results, run, dm.task())
-
-
-EXAMPLE_STEPS = 100  # at most, of the input example logged with the model of a per-step task
 
 
 def _rows(metrics: dict[str, float], task: Any) -> list[str]:
