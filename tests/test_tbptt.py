@@ -218,7 +218,8 @@ def test_variable_length_batches_are_refused():
 @pytest.mark.slow  # a CLI run: about 25 s of CPU (imports, MLflow, test and report)
 def test_the_preset_trains_through_the_cli_into_mlflow(workdir):
     """``experiment=chars_tbptt``, shrunk: sequences of 400 characters in chunks of 50, through the
-    CLI into a real SQLite store; the run is FINISHED and its training loss falls epoch by epoch."""
+    CLI into a real SQLite store; the run is FINISHED, its training loss falls epoch by epoch, and it
+    logs its checkpoint but no MLflow model."""
     import mlflow
 
     result = run_cli(
@@ -235,7 +236,6 @@ def test_the_preset_trains_through_the_cli_into_mlflow(workdir):
             "trainer.val_check_interval=1.0",
             "trainer.log_every_n_steps=2",
             "trainer.accelerator=cpu",
-            "logger.log_model=false",
         ],
         workdir,
     )
@@ -244,6 +244,8 @@ def test_the_preset_trains_through_the_cli_into_mlflow(workdir):
     (run,) = client.search_runs([client.get_experiment_by_name("rnnlab").experiment_id])
     assert run.info.status == "FINISHED"
     assert run.data.params["model.tbptt_steps"] == "50"
+    logged = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert "checkpoints" in logged and "model" not in logged  # the preset's logger.log_model=false
     history = client.get_metric_history(run.info.run_id, "train/loss_epoch")
     losses = [m.value for m in sorted(history, key=lambda m: m.step)]
     assert len(losses) == 2

@@ -31,7 +31,7 @@ class NonFiniteError(FloatingPointError):
 class NonFiniteGuard(pl.Callback):
     def __init__(self, check_every: int) -> None:
         self.check_every = max(1, int(check_every))
-        self.batches = 0  # training batches so far (= optimizer steps: rnnlab does not accumulate)
+        self.batches = 0  # training batches so far (one row each; truncated BPTT steps several times a batch)
         self.names: list[str] = []
         self.params: list[Tensor] = []
         # one row a step since the last check: each parameter's gradient norm, and the loss

@@ -423,11 +423,11 @@ class SequenceModel(pl.LightningModule):
                 "(variable-length, padded): set model.tbptt_steps=null"
             )
         optimizer = cast(Any, self.optimizers())
-        steps = x.size(1)
+        steps, k = x.size(1), cast(int, self.tbptt_steps)
         total: Tensor | None = None  # the sum over chunks of loss x chunk length
         state = None
-        for start in range(0, steps, cast(int, self.tbptt_steps)):
-            stop = min(start + cast(int, self.tbptt_steps), steps)
+        for start in range(0, steps, k):
+            stop = min(start + k, steps)
             h, out, state = self.net.chunk_outputs(x[:, start:stop], state)  # (B, Tc, H), (B, Tc, O)
             loss = self.loss_of(out, y[:, start:stop])  # the mean over the chunk's B x Tc targets
             part = loss.detach() * (stop - start)
