@@ -117,6 +117,7 @@ class GradientFlow(pl.Callback):
         self.params: list[Tensor] = []
         self._sums: dict[str, Tensor] = {}
         self._per_step = True
+        self._algorithm: Any = None  # how gradients are clipped: "norm" or "value"
         self.summary: dict[str, Any] = {}
 
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
@@ -129,8 +130,14 @@ class GradientFlow(pl.Callback):
         # The guard already records every parameter's gradient norm each step: sum its windows
         # (nothing added to the step). Clipping by value needs each gradient's largest entry, which
         # the norms do not give: then this callback measures each step itself.
+        # Truncated BPTT (manual optimization) steps several times a batch, where the guard keeps one
+        # row a batch, and clips in the module (rnnlab.model.SequenceModel): then every step is
+        # measured here too.
         guards = [c for c in trainer.callbacks if isinstance(c, NonFiniteGuard)]  # type: ignore[attr-defined]
-        self._per_step = not guards or trainer.gradient_clip_algorithm == "value"
+        manual = not module.automatic_optimization
+        algorithm = getattr(module, "gradient_clip_algorithm", None) if manual else trainer.gradient_clip_algorithm
+        self._algorithm = algorithm
+        self._per_step = not guards or self._algorithm == "value" or manual
         if not self._per_step and self._add_window not in guards[0].listeners:
             guards[0].listeners.append(self._add_window)
 
@@ -156,7 +163,7 @@ class GradientFlow(pl.Callback):
         s["norms"] = s.get("norms", torch.zeros_like(norms)) + norms
         s["steps"] = s.get("steps", torch.zeros((), device=norms.device)) + 1
         if self.clip_val:
-            if trainer.gradient_clip_algorithm == "value":
+            if self._algorithm == "value":
                 fired = torch.stack([g.abs().max() for g in present]).max() > self.clip_val
             else:
                 fired = norms.norm() > self.clip_val

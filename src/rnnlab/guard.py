@@ -31,7 +31,7 @@ class NonFiniteError(FloatingPointError):
 class NonFiniteGuard(pl.Callback):
     def __init__(self, check_every: int) -> None:
         self.check_every = max(1, int(check_every))
-        self.batches = 0  # training batches so far (= optimizer steps: rnnlab does not accumulate)
+        self.batches = 0  # training batches so far (one row each; truncated BPTT steps several times a batch)
         self.names: list[str] = []
         self.params: list[Tensor] = []
         # one row a step since the last check: each parameter's gradient norm, and the loss
@@ -41,6 +41,7 @@ class NonFiniteGuard(pl.Callback):
         # called with each window of gradient norms (steps, parameters), on the device, before it is
         # cleared: the diagnostics sum them there instead of measuring every step again
         self.listeners: list[Callable[[Tensor], None]] = []
+        self._stepped = False  # whether this batch's row holds an optimizer step's norms already
 
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self.batches = trainer.global_step  # a resumed fit counts on
@@ -58,13 +59,19 @@ class NonFiniteGuard(pl.Callback):
             return
         grads = [p.grad for p in self.params]
         row = self.norms[len(self.rows)]
+        # Truncated BPTT steps the optimizer once a chunk, several times a batch: the batch's row
+        # keeps each parameter's largest norm over its chunks (a non-finite one stays non-finite).
+        target = row if not self._stepped else torch.empty_like(row)
         if all(g is not None for g in grads):
-            torch.stack(torch._foreach_norm(grads), out=row)  # type: ignore[arg-type]
+            torch.stack(torch._foreach_norm(grads), out=target)  # type: ignore[arg-type]
         else:  # a parameter without a gradient this step (rare): its norm is 0
-            row.zero_()
+            target.zero_()
             for i, g in enumerate(grads):
                 if g is not None:
-                    row[i] = g.norm()
+                    target[i] = g.norm()
+        if self._stepped:
+            torch.maximum(row, target, out=row)
+        self._stepped = True
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -76,6 +83,7 @@ class NonFiniteGuard(pl.Callback):
             self.losses[len(self.rows)] = loss.detach().reshape(())
         else:  # no loss this step (a skipped batch): nothing to judge
             self.losses[len(self.rows)] = 0.0
+        self._stepped = False
         self.rows.append((self.batches, trainer.current_epoch))
         self.batches += 1
         if len(self.rows) == self.check_every:

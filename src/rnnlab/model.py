@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import pytorch_lightning as pl
 import torch
@@ -263,6 +263,13 @@ class SequenceNet(nn.Module):
             out = self._denormalized(out, stats)
         return h, out
 
+    def chunk_outputs(self, x: Tensor, state: Any = None) -> tuple[Tensor, Tensor, Any]:
+        """One chunk of a longer sequence, from the state the previous chunk ended in (None: the
+        start): per-step features (B, Tc, H), the scaled predictions / logits (B, Tc, O) and the
+        backbone's final state, the next chunk's start (truncated BPTT; per-step tasks only)."""
+        h, state = self.encode(self.embed(x), state)  # (B, Tc, H), the backbone's state
+        return h, self.head_out(h), state
+
     def penalties(self, h: Tensor, lengths: Tensor | None = None) -> list[Tensor]:
         """The regularizers' loss terms, in order: on features ``h`` (B, T, H), then on the
         backbone's recurrent weights."""
@@ -300,6 +307,10 @@ class SequenceModel(pl.LightningModule):
         scheduler: Callable[..., Any] | None = None,
         scheduler_interval: str = "epoch",
         scheduler_monitor: str | None = None,
+        *,
+        tbptt_steps: int | None = None,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str = "norm",
     ) -> None:
         super().__init__()
         self.net = net
@@ -308,6 +319,19 @@ class SequenceModel(pl.LightningModule):
         self._scheduler = scheduler
         self._scheduler_interval = scheduler_interval
         self._scheduler_monitor = scheduler_monitor
+        if tbptt_steps is not None:
+            if tbptt_steps < 1:
+                raise ValueError(f"tbptt_steps must be >= 1, got {tbptt_steps}")
+            if task.target != "per_step":
+                raise ValueError("truncated BPTT (tbptt_steps) needs a target at every step, this task has one")
+            if net.forecasting:
+                raise ValueError("truncated BPTT (tbptt_steps) cannot take the forecasting options (whole windows)")
+            # Lightning 2 has no truncated BPTT of its own: training_step steps the optimizer itself,
+            # once a chunk, and clips as the Trainer would (which refuses to clip for it)
+            self.automatic_optimization = False
+        self.tbptt_steps = tbptt_steps
+        self.gradient_clip_val = gradient_clip_val or None
+        self.gradient_clip_algorithm = gradient_clip_algorithm
         self._sums: dict[str, Tensor] = {}
         self._train_loss: Tensor | None = None  # this epoch's sum of loss x batch size, on the device
         self._train_count = 0
@@ -377,21 +401,84 @@ class SequenceModel(pl.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         x, y, lengths = _unpack(batch)
+        if self.tbptt_steps is not None:
+            return self._truncated_step(x, y, lengths)
         h, out = self.net.outputs(x, lengths)  # (B, T, H), scaled predictions / logits
         loss = self.loss_of(out, y, lengths)
-        # The epoch's mean loss is summed here on the device (one operation) and logged when the
-        # epoch ends; the step's own value only on the steps that reach the logger
-        # (trainer.log_every_n_steps): self.log costs about 0.1 ms a call, a tenth of a small step.
-        value = loss.detach()
-        if self._train_loss is None:
-            self._train_loss = torch.zeros((), dtype=value.dtype, device=value.device)
-        self._train_loss.add_(value, alpha=len(x))
-        self._train_count += len(x)
-        if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:  # type: ignore[attr-defined]
-            self.log("train/loss_step", value, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(x))
+        self._record_train_loss(loss.detach(), len(x))
         for penalty in self.net.penalties(h, lengths):
             loss = loss + penalty
         return loss  # a non-finite loss or gradient is caught by rnnlab.guard, without a sync per step
+
+    def _truncated_step(self, x: Tensor, y: Tensor, lengths: Tensor | None) -> Tensor:
+        """Truncated BPTT on one batch: the sequences (B, T) cut into chunks of ``tbptt_steps``
+        along time; each chunk starts from the state the previous one ended in, detached, so the
+        graph (and memory) spans one chunk; each chunk's loss is backpropagated and the optimizer
+        stepped (clipped first, the schedulers with ``interval="step"`` stepped after). With
+        ``tbptt_steps >= T`` this is exactly the full-BPTT step. Returns the batch's loss, the mean
+        over all its steps (as the full step's), detached: what the epoch's loss and the guard read."""
+        if lengths is not None:
+            raise ValueError(
+                "truncated BPTT (model.tbptt_steps) takes equal-length sequences; this batch has lengths "
+                "(variable-length, padded): set model.tbptt_steps=null"
+            )
+        optimizer = cast(Any, self.optimizers())
+        steps, k = x.size(1), cast(int, self.tbptt_steps)
+        total: Tensor | None = None  # the sum over chunks of loss x chunk length
+        state = None
+        for start in range(0, steps, k):
+            stop = min(start + k, steps)
+            h, out, state = self.net.chunk_outputs(x[:, start:stop], state)  # (B, Tc, H), (B, Tc, O)
+            loss = self.loss_of(out, y[:, start:stop])  # the mean over the chunk's B x Tc targets
+            part = loss.detach() * (stop - start)
+            total = part if total is None else total + part
+            for penalty in self.net.penalties(h):
+                loss = loss + penalty
+            optimizer.zero_grad()
+            self.manual_backward(loss)
+            optimizer.step()  # the guard and diagnostics see the raw gradient, then on_before_optimizer_step clips
+            self._step_schedulers("step")
+            state = _detached(state)  # carried on, without its history: the next graph starts here
+        value = cast(Tensor, total) / steps
+        self._record_train_loss(value, len(x))
+        return value
+
+    def _record_train_loss(self, value: Tensor, size: int) -> None:
+        """The batch's loss into the epoch's sum, on the device (one operation), logged when the epoch
+        ends; the batch's own value only on the batches that reach the logger
+        (trainer.log_every_n_steps): self.log costs about 0.1 ms a call, a tenth of a small step.
+        Batches, not optimizer steps, as Lightning's logger counts them: truncated BPTT steps the
+        optimizer once a chunk."""
+        if self._train_loss is None:
+            self._train_loss = torch.zeros((), dtype=value.dtype, device=value.device)
+        self._train_loss.add_(value, alpha=size)
+        self._train_count += size
+        batches = self.trainer.fit_loop.epoch_loop._batches_that_stepped  # before this one
+        if (batches + 1) % self.trainer.log_every_n_steps == 0:  # type: ignore[attr-defined]
+            self.log("train/loss_step", value, on_step=True, on_epoch=False, prog_bar=True, batch_size=size)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Clipping under manual optimization (truncated BPTT), where the Trainer refuses to clip: at
+        the point it would clip, after the callbacks (the guard, diagnostics) read the raw gradient."""
+        if not self.automatic_optimization and self.gradient_clip_val is not None:
+            self.clip_gradients(
+                optimizer,
+                gradient_clip_val=self.gradient_clip_val,
+                gradient_clip_algorithm=self.gradient_clip_algorithm,
+            )
+
+    def _step_schedulers(self, interval: str) -> None:
+        """Under manual optimization Lightning steps no scheduler: those with this ``interval`` are
+        stepped here, a plateau scheduler with its monitored value (skipped while it is not logged)."""
+        if self.automatic_optimization or self._scheduler is None or self._scheduler_interval != interval:
+            return
+        scheduler = cast(Any, self.lr_schedulers())
+        if self._scheduler_monitor:
+            value = self.trainer.callback_metrics.get(self._scheduler_monitor)
+            if value is not None:
+                scheduler.step(value)
+        else:
+            scheduler.step()
 
     def _eval_step(self, batch: tuple[Tensor, ...]) -> None:
         x, y, lengths = _unpack(batch)
@@ -411,6 +498,10 @@ class SequenceModel(pl.LightningModule):
         """``train/loss_epoch`` to the logger and ``train/loss`` for callbacks (``monitor``): the
         mean over the epoch's samples (over every process under DDP). Lightning calls this before
         the checkpoint and early-stopping callbacks' own epoch end, so they see it."""
+        self._log_train_loss()
+        self._step_schedulers("epoch")  # after train/loss is logged: a plateau scheduler may watch it
+
+    def _log_train_loss(self) -> None:
         if self._train_loss is None:
             return
         total, count = self._train_loss, torch.tensor(float(self._train_count), device=self._train_loss.device)
@@ -444,9 +535,18 @@ class SequenceModel(pl.LightningModule):
             "scheduler": self._scheduler(optimizer=optimizer),
             "interval": self._scheduler_interval,
         }
-        if self._scheduler_monitor:
+        if self._scheduler_monitor and self.automatic_optimization:  # else _step_schedulers reads it
             scheduler["monitor"] = self._scheduler_monitor
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+
+def _detached(state: Any) -> Any:
+    """A backbone's state (a tensor, or a tuple / list of them, nested) cut from its graph."""
+    if isinstance(state, Tensor):
+        return state.detach()
+    if isinstance(state, (tuple, list)):
+        return type(state)(_detached(s) for s in state)
+    return state
 
 
 def _unpack(batch: Sequence[Tensor]) -> tuple[Tensor, Tensor, Tensor | None]:

@@ -419,9 +419,15 @@ class ModelConfig:
     # a linear map from the window's lags to the horizon, added to the output (LSTNet's highway),
     # fixed at the ridge fit of the linear AR baseline, the head at zero: the net learns the residual
     linear_skip: bool | None = None
+    # Truncated BPTT (rnnlab.model.SequenceModel): each training sequence is cut into chunks of this
+    # many steps, the state carried from chunk to chunk but not its gradient, one optimizer step per
+    # chunk. None: full backpropagation through the whole sequence.
+    tbptt_steps: int | None = None
 
     def __post_init__(self) -> None:
         check_range(self, "head_hidden", ge=0)
+        if self.tbptt_steps is not None and (isinstance(self.tbptt_steps, bool) or self.tbptt_steps < 1):
+            raise ConfigError("tbptt_steps", f"must be a positive number of steps or null, got {self.tbptt_steps}")
         check_choice(self, "target", ("auto", "level", "change"))
         check_choice(self, "normalize", ("none", "revin"))
         if self.difference and self.target == "level" and self.normalize != "revin":
@@ -441,6 +447,7 @@ class ModelConfig:
             normalize=self.normalize,
             difference=forecast if self.difference is None else self.difference,
             linear_skip=forecast if self.linear_skip is None else self.linear_skip,
+            tbptt_steps=self.tbptt_steps,
         )
 
 
@@ -482,6 +489,7 @@ class TrainConfig:
                 f"monitor_mode={'max' if better == 'higher' else 'min'}",
             )
         check_range(self, "seed", ge=0)
+        self._check_tbptt()
         if self.resume is not None and (self.resume == "last" or re.fullmatch(r"[0-9a-f]{32}", self.resume)):
             pass  # a run, found in the store when the run starts (rnnlab.resume.resolve)
         elif self.resume is not None and not Path(self.resume).is_file():
@@ -490,6 +498,38 @@ class TrainConfig:
             # torch.save writes a zip archive; anything else cannot be a checkpoint of ours
             raise ConfigError("resume", f"not a checkpoint (written by torch.save / Lightning): {self.resume!r}")
 
+    def _check_tbptt(self) -> None:
+        """Truncated BPTT runs forward in time with a loss at every step, one optimizer step a chunk."""
+        if self.model.tbptt_steps is None:
+            return
+        key = "model.tbptt_steps"
+        if getattr(self.backbone, "bidirectional", False):
+            raise ConfigError(
+                key,
+                "a bidirectional backbone reads every sequence backwards from its end, which no chunk "
+                "has: set backbone.bidirectional=false or model.tbptt_steps=null",
+            )
+        data = self.data
+        kind = data.task_kind() if hasattr(data, "task_kind") else None
+        kind = "forecast" if kind is None and isinstance(data, SeriesConfig) else kind
+        if kind is not None and kind not in TBPTT_KINDS:
+            raise ConfigError(
+                key,
+                f"needs a target at every step; data {getattr(data, 'name', '?')!r} is a {kind} task "
+                f"(one target a sequence): set model.tbptt_steps=null",
+                TBPTT_KINDS,
+                label="task kinds it serves",
+            )
+        if self.trainer.accumulate_grad_batches != 1:
+            raise ConfigError(
+                key,
+                "steps the optimizer once a chunk, so it cannot accumulate batches: "
+                "set trainer.accumulate_grad_batches=1 or model.tbptt_steps=null",
+            )
+
+
+#: Task kinds truncated BPTT serves: a loss at every step, so every chunk has its own.
+TBPTT_KINDS = ("language_model", "per_step_classification", "per_step_regression")
 
 OPTIMIZERS: dict[str, type] = {"sgd": SGDConfig, "adam": AdamConfig, "adamw": AdamWConfig}
 SCHEDULERS: dict[str, type] = {"cosine": CosineConfig, "step": StepConfig, "plateau": PlateauConfig}

@@ -68,7 +68,17 @@ def build(cfg: DictConfig) -> tuple[Any, Any]:
         sched = cast(dict[str, Any], OmegaConf.to_container(cfg.scheduler, resolve=True))
         interval, monitor = sched.pop("interval"), sched.pop("monitor")
         scheduler = instantiate(sched)
-    model = SequenceModel(net, task, optimizer, scheduler, scheduler_interval=interval, scheduler_monitor=monitor)
+    model = SequenceModel(
+        net,
+        task,
+        optimizer,
+        scheduler,
+        scheduler_interval=interval,
+        scheduler_monitor=monitor,
+        tbptt_steps=options.tbptt_steps,
+        gradient_clip_val=cfg.trainer.gradient_clip_val,  # applied by the model only under truncated BPTT
+        gradient_clip_algorithm=cfg.trainer.gradient_clip_algorithm,
+    )
     return dm, model
 
 
@@ -193,8 +203,9 @@ def _trainer(cfg: DictConfig, callbacks: list[Any], logger: Any, out_dir: Path) 
     flags.pop("early_stopping")
     if flags["max_time"] is not None:
         flags["max_time"] = {"seconds": round(flags["max_time"] * 60)}
-    if flags["gradient_clip_val"] in (None, 0):
-        flags["gradient_clip_algorithm"] = None
+    if flags["gradient_clip_val"] in (None, 0) or cfg.model.tbptt_steps is not None:
+        # truncated BPTT optimizes manually, where Lightning refuses to clip: the model clips then
+        flags["gradient_clip_val"], flags["gradient_clip_algorithm"] = None, None
     flags["enable_progress_bar"], shown = progress.callbacks(flags["enable_progress_bar"], cfg.monitor)
     trainer = pl.Trainer(**flags, callbacks=[*callbacks, *shown], logger=logger, default_root_dir=str(out_dir))
     skip_unused_batch_hooks(trainer.callbacks)  # type: ignore[attr-defined]
