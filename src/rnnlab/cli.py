@@ -17,7 +17,7 @@ import hydra
 from omegaconf import DictConfig
 
 from rnnlab import composition
-from rnnlab.checks import check, sweeper_params_as_arguments, take_credentials
+from rnnlab.checks import check, expand_seeds, sweeper_params_as_arguments, take_credentials
 from rnnlab.errors import RnnlabError, first_line
 
 # Hydra flags that take a value (the next argument is not an override).
@@ -115,6 +115,7 @@ def print_help() -> None:
         "usage: python -m rnnlab [KEY=VALUE ...] [GROUP=OPTION ...] [-m] [--cfg job] [--info]",
         "       python -m rnnlab plugins          list installed plugins and their options",
         "       python -m rnnlab diagnose RUN_ID  a run's gradient flow: vanishing, exploding or healthy",
+        "       python -m rnnlab compare [--metric M]     runs grouped over seeds: mean ± 95 % interval, a verdict",
         "",
         "config groups (GROUP=OPTION):",
         *[f"  {g:<{width}}  {', '.join(opts) if opts else '(none)'}" for g, opts in groups.items()],
@@ -125,6 +126,7 @@ def print_help() -> None:
         "  python -m rnnlab experiment=seed_lstm",
         "  python -m rnnlab regularizer=[dropout,ar_tar] optimizer=sgd optimizer.lr=0.05",
         "  python -m rnnlab -m backbone=rnn,lstm,gru seed=1,2,3      a grid, one MLflow run per job",
+        "  python -m rnnlab -m backbone=rnn,lstm,gru seeds=5  each backbone over seeds 0-4, then: rnnlab compare",
         "  python -m rnnlab --cfg job                         print the composed config and exit",
         "  python -m rnnlab logger.tracking_uri=http://127.0.0.1:5000   log to an MLflow server",
         "",
@@ -201,6 +203,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args[:1] == ["diagnose"]:
         _diagnose(args[1:])
         return
+    if args[:1] == ["compare"]:  # runs grouped over seeds: mean ± 95 % interval, baselines, a verdict
+        from rnnlab.compare import main as compare_main
+
+        compare_main(args[1:])
+        return
     if args[:1] == ["sync"]:  # replay runs whose records a tracking outage left in their spool
         from rnnlab.spool import sync
 
@@ -218,12 +225,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     if len(modes) > 1:
         _fail(f"{' and '.join(m[0] for m in modes)} cannot be given together; pick one")
     if not flags.keys() & _NO_CHECK_FLAGS:
+        config_name = flags.get("--config-name") or flags.get("-cn") or composition.CONFIG_NAME
+        config_dir = flags.get("--config-dir") or flags.get("-cd")
         try:
+            overrides = expand_seeds(overrides, flags, config_name, config_dir)  # seeds=N: a multirun over seeds
             check(
                 overrides,
                 multirun=bool(flags.keys() & {"-m", "--multirun"}),
-                config_name=flags.get("--config-name") or flags.get("-cn") or composition.CONFIG_NAME,
-                config_dir=flags.get("--config-dir") or flags.get("-cd"),
+                config_name=config_name,
+                config_dir=config_dir,
                 run=not flags.keys() & {"--cfg", "-c", "--info", "-i"},
             )
         except RnnlabError as e:
