@@ -21,13 +21,36 @@ from rnnlab.errors import ConfigError
 TINY = [*SMALL, "data.length=300", "trainer.max_epochs=1"]
 # Student's t, 97.5 % quantile, 2 degrees of freedom (any t table): the 95 % interval of 3 seeds.
 T_975_DOF2 = 4.302652729911275
+# One thread a training process: these tests run beside others on two shared cores, where torch's
+# threads mostly wait for each other.
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
 def compare_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """``rnnlab compare ARGS`` as a user runs it (the console script's module)."""
+    """``rnnlab compare ARGS`` as a user runs it, in a process of its own."""
     return subprocess.run(
         [sys.executable, "-m", "rnnlab", "compare", *args], cwd=cwd, capture_output=True, text=True, timeout=120
     )
+
+
+@pytest.fixture
+def compare(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
+    """``compare(args, cwd)``: the same command line through ``rnnlab.cli.main`` in this process
+    (a new process costs seconds of imports each on a loaded machine), as a CompletedProcess."""
+    from rnnlab.cli import main
+
+    def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+        monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        try:
+            main(["compare", *args])
+            code = 0
+        except SystemExit as e:
+            code = int(e.code or 0)
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(["rnnlab", "compare", *args], code, out, err)
+
+    return run
 
 
 def _client(store: Path):
@@ -62,10 +85,15 @@ def test_seeds_expand_into_a_seed_sweep_composed_with_the_grid() -> None:
         (["--cfg", "job", "seeds=2"], "seeds: runs one job per seed (a multirun); --cfg and --info show one job"),
     ],
 )
-def test_bad_seeds_are_one_line_exit_2(args: list[str], message: str, workdir: Path) -> None:
-    res = run_cli(args, workdir, timeout=60)
-    lines = [line for line in res.stderr.splitlines() if line.strip()]
-    assert res.returncode == 2, res.stderr
+def test_bad_seeds_are_one_line_exit_2(
+    args: list[str], message: str, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rnnlab.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert exit_info.value.code == 2, lines
     assert len(lines) == 1 and lines[0].startswith(f"rnnlab: error: {message}"), lines
     assert not (workdir / "mlflow.db").exists()
 
@@ -85,7 +113,7 @@ def test_seed_list_rejects_bools() -> None:
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Six real runs: ``-m backbone=rnn,gru seeds=3`` through the CLI, in a fresh directory."""
     cwd = tmp_path_factory.mktemp("compare")
-    res = run_cli(["-m", "backbone=rnn,gru", "seeds=3", *TINY], cwd)
+    res = run_cli(["-m", "backbone=rnn,gru", "seeds=3", *TINY], cwd, env=ONE_THREAD)
     assert res.returncode == 0, res.stderr[-3000:]
     return cwd
 
@@ -96,6 +124,7 @@ def _runs(cwd: Path) -> list:
     return list(client.search_runs([exp.experiment_id]))
 
 
+@pytest.mark.slow  # the module's six training runs (about 30 s on two idle cores)
 def test_seeds_make_one_run_each_grouped_by_configuration(store: Path) -> None:
     runs = _runs(store)
     assert len(runs) == 6 and {r.info.status for r in runs} == {"FINISHED"}
@@ -115,6 +144,7 @@ def _by_backbone(cwd: Path, metric: str) -> dict[str, list[float]]:
     return out
 
 
+@pytest.mark.slow  # the module's six training runs (about 30 s on two idle cores)
 def test_compare_csv_matches_the_records_and_a_hand_computed_interval(store: Path) -> None:
     res = compare_cli(["--metric", "test/rmse", "--metric", "test/mae", "--format", "csv"], store)
     assert res.returncode == 0, res.stderr
@@ -140,8 +170,9 @@ def _welch(a: list[float], b: list[float]) -> tuple[float, float]:
     return statistics.mean(a) - statistics.mean(b), stats.t.ppf(0.975, dof) * math.sqrt(va + vb)
 
 
-def test_compare_markdown_shows_intervals_baselines_and_a_verdict(store: Path) -> None:
-    res = compare_cli([], store)  # the default metric of a forecast: test/rmse
+@pytest.mark.slow  # the module's six training runs (about 30 s on two idle cores)
+def test_compare_markdown_shows_intervals_baselines_and_a_verdict(store: Path, compare) -> None:
+    res = compare([], store)  # the default metric of a forecast: test/rmse
     assert res.returncode == 0, res.stderr
     out = res.stdout
     assert out.startswith("| configuration | n | seeds | test/rmse (mean ± 95 %) | best baseline test/rmse |")
@@ -161,30 +192,38 @@ def test_compare_markdown_shows_intervals_baselines_and_a_verdict(store: Path) -
     # the best baseline, named
     assert any(name in out for name in ("linear_ar", "persistence", "seasonal_naive", "drift"))
     # --format table: the same numbers in an aligned terminal table
-    table = compare_cli(["--format", "table"], store)
+    table = compare(["--format", "table"], store)
     assert table.returncode == 0 and verdict in table.stdout
 
 
-def test_compare_selects_by_filter_group_and_says_when_one_run_has_no_interval(store: Path) -> None:
-    res = compare_cli(["--filter", "params.seed = '1'"], store)
+@pytest.mark.slow  # the module's six training runs (about 30 s on two idle cores)
+def test_compare_selects_by_filter_group_and_says_when_one_run_has_no_interval(store: Path, compare) -> None:
+    res = compare(["--filter", "params.seed = '1'"], store)
     assert res.returncode == 0, res.stderr
     assert res.stdout.count("(n=1, no interval)") == 2
     assert "no interval at n=1 (a group has one run)" in res.stdout
     group = next(r.data.tags["rnnlab.group"] for r in _runs(store) if r.data.params["backbone.name"] == "gru")
-    res = compare_cli(["--group", group, "--format", "csv"], store)
+    res = compare(["--group", group, "--format", "csv"], store)
     rows = list(csv.DictReader(io.StringIO(res.stdout)))
     assert len(rows) == 1 and rows[0]["n"] == "3" and " vs " not in res.stdout
-    res = compare_cli(["--filter", "params.`backbone.name` = 'rnn'", "--format", "csv"], store)
+    res = compare(["--filter", "params.`backbone.name` = 'rnn'", "--format", "csv"], store)
     assert [row["n"] for row in csv.DictReader(io.StringIO(res.stdout))] == ["3"]
+    res = compare(["--tag", "rnnlab.backbone=gru", "--format", "csv"], store)
+    assert [(row["configuration"], row["n"]) for row in csv.DictReader(io.StringIO(res.stdout))] == [("group 1", "3")]
+    (multirun,) = {p.parent for p in store.glob("multirun/*/*/0")}  # the multirun's directory
+    res = compare(["--sweep", str(multirun), "--format", "csv"], store)
+    assert sorted(row["n"] for row in csv.DictReader(io.StringIO(res.stdout))) == ["3", "3"]
 
 
-def test_compare_draws_the_learning_curves(store: Path) -> None:
-    res = compare_cli(["--curves", "curves/seeds.png", "--curve-metric", "train/loss_epoch"], store)
+@pytest.mark.slow  # the module's six training runs (about 30 s on two idle cores)
+def test_compare_draws_the_learning_curves(store: Path, compare) -> None:
+    res = compare(["--curves", "curves/seeds.png", "--curve-metric", "train/loss_epoch"], store)
     assert res.returncode == 0, res.stderr
     png = store / "curves" / "seeds.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -200,9 +239,9 @@ def test_compare_draws_the_learning_curves(store: Path) -> None:
         (["--curves", "c.png", "--curve-metric", "val/nope"], "--curve-metric: no selected run logged a history"),
     ],
 )
-def test_compare_bad_input_is_one_line_exit_2(store: Path, args: list[str], message: str) -> None:
+def test_compare_bad_input_is_one_line_exit_2(store: Path, args: list[str], message: str, compare) -> None:
     args = [a.replace("{port}", str(free_port())) for a in args]
-    res = compare_cli(args, store)
+    res = compare(args, store)
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert res.returncode == 2, res.stdout + res.stderr
     assert len(lines) == 1 and lines[0].startswith("rnnlab: error: compare: ") and message in lines[0], lines
@@ -213,7 +252,7 @@ def test_compare_bad_input_is_one_line_exit_2(store: Path, args: list[str], mess
 
 
 @pytest.mark.slow
-def test_sweeper_seeds_score_a_trial_by_its_mean_and_compare_notes_budgets(workdir: Path) -> None:
+def test_sweeper_seeds_score_a_trial_by_its_mean_and_compare_notes_budgets(workdir: Path, compare) -> None:
     import optuna
 
     res = run_cli(
@@ -224,12 +263,15 @@ def test_sweeper_seeds_score_a_trial_by_its_mean_and_compare_notes_budgets(workd
             "seeds=2",
             "hydra.sweeper.n_trials=2",
             "hydra.sweeper.plots=false",
+            "hydra.sweeper.pruner.name=median",  # off: a trial has a curve per seed
             *TINY,
         ],
         workdir,
+        env=ONE_THREAD,
     )
     assert res.returncode == 0, res.stderr[-3000:]
-    res = run_cli(["-m", "backbone=rnn", "seeds=2", *TINY], workdir)  # the same seeds, no tuning
+    assert "hydra.sweeper.seeds=[0, 1]: trials are not pruned (one curve per seed)" in res.stdout + res.stderr
+    res = run_cli(["-m", "backbone=rnn", "seeds=2", *TINY], workdir, env=ONE_THREAD)  # the same seeds, no tuning
     assert res.returncode == 0, res.stderr[-3000:]
     runs = _runs(workdir)
     children = [r for r in runs if "optuna.trial_number" in r.data.tags]
@@ -240,14 +282,16 @@ def test_sweeper_seeds_score_a_trial_by_its_mean_and_compare_notes_budgets(workd
         assert sorted(r.data.params["seed"] for r in mine) == ["0", "1"]
         assert trial.value == pytest.approx(statistics.mean(r.data.metrics["best/val/loss"] for r in mine), rel=1e-9)
         assert trial.user_attrs["seeds"] == [0, 1]
+        by_seed = {r.data.params["seed"]: r.data.metrics["best/val/loss"] for r in mine}
+        assert trial.user_attrs["values_per_seed"] == pytest.approx([by_seed["0"], by_seed["1"]], rel=1e-12)
     parent = next(r for r in runs if r.data.tags.get("rnnlab.sweep") == "true")
     assert parent.data.params["n_trials"] == "2" and parent.data.params["seeds"] == "0,1"
-    res = compare_cli(["--best", "--format", "table"], workdir)
+    res = compare(["--best", "--format", "table"], workdir)
     assert res.returncode == 0, res.stderr
     assert "tuning budgets differ: " in res.stdout
     assert "sweep of 2 trials x 2 seeds" in res.stdout and "no sweep" in res.stdout
     # --best: of the sweep, only its best trial (on val/loss), over its seeds
-    res = compare_cli(["--best", "--format", "csv"], workdir)
+    res = compare(["--best", "--format", "csv"], workdir)
     rows = {row["backbone.name"]: row for row in csv.DictReader(io.StringIO(res.stdout))}
     assert set(rows) == {"gru", "rnn"} and rows["gru"]["n"] == "2" and rows["rnn"]["n"] == "2"
     best = min(study.trials, key=lambda t: t.value)

@@ -126,7 +126,9 @@ def _experiment_ids(client: Any, names: Sequence[str]) -> list[str]:
     return ids
 
 
-def _search(client: Any, experiment_ids: list[str], filter_string: str) -> list[Any]:
+def _search(client: Any, experiment_ids: list[str], filter_string: str, users: str | None = None) -> list[Any]:
+    """Every run ``filter_string`` matches, page by page; a filter MLflow refuses names ``users``
+    (the user's part of it)."""
     from mlflow.exceptions import MlflowException
 
     runs: list[Any] = []
@@ -136,7 +138,7 @@ def _search(client: Any, experiment_ids: list[str], filter_string: str) -> list[
             page = client.search_runs(experiment_ids, filter_string=filter_string, max_results=1000, page_token=token)
         except MlflowException as e:
             first = str(e.message).strip().splitlines()[0]
-            raise CompareError(f"--filter: MLflow cannot search with {filter_string!r}: {first}") from None
+            raise CompareError(f"--filter: MLflow cannot search with {users or filter_string!r}: {first}") from None
         runs += list(page)
         token = page.token
         if not token:
@@ -167,7 +169,7 @@ def select_runs(
             raise CompareError(f"--tag: expected KEY=VALUE, got {tag!r}")
         base.append(f"tags.`{key}` = {_quote(value)}")
     if filter_string:
-        base.append(f"({filter_string})" if " or " in filter_string.lower() else filter_string)
+        base.append(filter_string)
     alternatives: list[list[str]] = [[]]
     if sweeps:
         alternatives = [[_sweep_clause(client, s)] for s in sweeps]
@@ -175,7 +177,7 @@ def select_runs(
         alternatives = [[*a, f"tags.`rnnlab.group` = {_quote(g)}"] for a in alternatives for g in groups]
     found: dict[str, Any] = {}
     for extra in alternatives:
-        for run in _search(client, ids, " and ".join([*base, *extra])):
+        for run in _search(client, ids, " and ".join([*base, *extra]), filter_string):
             found.setdefault(run.info.run_id, run)
     runs = [
         r
