@@ -184,8 +184,10 @@ def test_compare_markdown_shows_intervals_baselines_and_a_verdict(store: Path, c
     assert verdict.startswith(f"{order[0]} vs {order[1]} on test/rmse: difference ")
     shown_diff, _, rest = verdict.split("difference ")[1].partition(" ± ")
     shown_half = rest.split(",")[0]
-    assert float(shown_diff) == pytest.approx(diff, rel=2e-3, abs=1e-4)
-    assert float(shown_half) == pytest.approx(half, rel=2e-3, abs=1e-4)
+    # printed to the decimals that give the half-width two significant digits
+    last = 10.0 ** -len(shown_half.partition(".")[2])
+    assert float(shown_half) == pytest.approx(half, abs=0.51 * last)
+    assert float(shown_diff) == pytest.approx(diff, abs=0.51 * last)
     significant = abs(diff) > half
     assert ("not significant at n=3" in verdict) != significant
     assert "(Welch t, 95 %)" in verdict

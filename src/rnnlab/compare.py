@@ -307,11 +307,19 @@ def _fmt(x: float) -> str:
     return f"{x:.{min(digits, 6)}f}" if abs(x) >= 1e-4 else f"{x:.3e}"
 
 
+def _pm(value: float, half: float) -> str:
+    """``value ± half``, both to the decimals that give ``half`` two significant digits."""
+    if half <= 0 or not math.isfinite(half):
+        return f"{_fmt(value)} ± {half:g}"
+    decimals = min(8, max(0, 1 - math.floor(math.log10(half))))
+    return f"{value:.{decimals}f} ± {half:.{decimals}f}"
+
+
 def _cell(s: Summary | None) -> str:
     if s is None:
         return "-"
     hw = s.half_width
-    return f"{_fmt(s.mean)} ± {_fmt(hw)}" if hw is not None else f"{_fmt(s.mean)} (n=1, no interval)"
+    return _pm(s.mean, hw) if hw is not None else f"{_fmt(s.mean)} (n=1, no interval)"
 
 
 def _baseline_cell(g: Group, metric: str) -> str:
@@ -331,15 +339,15 @@ def verdict(a: Group, b: Group, metric: str) -> str:
         return f"{a.label} vs {b.label} on {metric}: not logged by both"
     diff, hw, _ = welch(sa, sb)
     at = f"n={sa.n}" if sa.n == sb.n else f"n={sa.n} and {sb.n}"
-    head = f"{a.label} vs {b.label} on {metric}: difference {_fmt(diff)}"
+    head = f"{a.label} vs {b.label} on {metric}: difference"
     if hw is None:
-        return f"{head}, no interval at {at} (a group has one run): run more seeds (seeds=5)"
+        return f"{head} {_fmt(diff)}, no interval at {at} (a group has one run): run more seeds (seeds=5)"
     significant = abs(diff) > hw
     if not significant:
-        return f"{head} ± {_fmt(hw)}, not significant at {at} (Welch t, 95 %)"
+        return f"{head} {_pm(diff, hw)}, not significant at {at} (Welch t, 95 %)"
     good = "lower" if _better(metric) == "lower" else "higher"
     winner = a.label if (diff < 0) == (good == "lower") else b.label
-    return f"{head} ± {_fmt(hw)}, significant at {at} (Welch t, 95 %): {winner} is better ({good} {metric})"
+    return f"{head} {_pm(diff, hw)}, significant at {at} (Welch t, 95 %): {winner} is better ({good} {metric})"
 
 
 @dataclass
