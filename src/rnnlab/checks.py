@@ -42,6 +42,71 @@ def sweeper_params_as_arguments(args: Sequence[str]) -> list[str]:
     return out
 
 
+SEEDS_KEY = "seeds"
+_MULTIRUN = ("-m", "--multirun")
+_ONE_JOB_FLAGS = ("--cfg", "-c", "--info", "-i")
+
+
+def seed_list(value: Any, key: str = SEEDS_KEY) -> list[int]:
+    """The seeds ``seeds=`` stands for: ``5`` -> 0..4, ``[0,3,7]`` -> those; a ConfigError otherwise."""
+    if isinstance(value, bool):
+        raise ConfigError(key, f"must be a number of seeds (>= 1) or a list of seeds, got {value!r}")
+    if isinstance(value, int):
+        if value < 1:
+            raise ConfigError(key, f"must be >= 1 (the number of seeds), got {value}")
+        return list(range(value))
+    if (
+        isinstance(value, (list, tuple))
+        and value
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
+        if min(value) < 0 or len(set(value)) != len(value):
+            raise ConfigError(key, f"seeds must be distinct and >= 0, got {list(value)}")
+        return list(value)
+    raise ConfigError(key, f"must be a number of seeds (>= 1) or a list of seeds such as [0,3,7], got {value!r}")
+
+
+def expand_seeds(
+    overrides: Sequence[str],
+    flags: dict[str, str | None],
+    config_name: str = composition.CONFIG_NAME,
+    config_dir: str | None = None,
+) -> list[str]:
+    """``seeds=N`` (seeds 0..N-1) or ``seeds=[a,b,...]``: the same experiment once per seed, each its
+    own MLflow run, all with the same ``rnnlab.group`` tag (``rnnlab.tracking.group_tags``). It is a
+    multirun (``-m`` is added to ``flags``). With Hydra's basic sweeper it becomes the sweep
+    ``seed=0,1,...`` (a grid with the other sweeps: ``-m backbone=rnn,lstm,gru seeds=5`` is 15 jobs);
+    with the Optuna sweeper ``hydra.sweeper.seeds``: each trial runs once per seed and its value is
+    the mean. The overrides without ``seeds=``, rewritten; unchanged when there is none."""
+    parsed = _parse(overrides)
+    at = [i for i, ov in enumerate(parsed) if ov.get_key_element().lstrip("+~") == SEEDS_KEY]
+    if not at:
+        return list(overrides)
+    ov = parsed[at[-1]]
+    if ov.is_sweep_override():
+        raise ConfigError(SEEDS_KEY, "takes a number of seeds or a list ([0,3,7]), not a sweep")
+    seeds = seed_list(ov.value())
+    if flags.keys() & set(_ONE_JOB_FLAGS):
+        raise ConfigError(SEEDS_KEY, "runs one job per seed (a multirun); --cfg and --info show one job: use seed=N")
+    rest = [o for i, o in enumerate(overrides) if i not in at]
+    if any(p.get_key_element().lstrip("+~") == "seed" for i, p in enumerate(parsed) if i not in at):
+        raise ConfigError(SEEDS_KEY, "seeds= and seed= cannot both be given; seeds=[...] lists the seeds")
+    if not flags.keys() & set(_MULTIRUN):
+        flags["-m"] = None
+    with composition.Composer(config_name, config_dir) as compose:
+        full = _compose(compose, _first_values(_parse(rest)), return_hydra_config=True)
+    if "optuna" in str(OmegaConf.select(full, "hydra.sweeper._target_", default="")):
+        return [*rest, f"hydra.sweeper.seeds=[{','.join(map(str, seeds))}]"]
+    return [*rest, "seed=" + ",".join(map(str, seeds))]
+
+
+def _first_values(parsed: Sequence[Any]) -> list[str]:
+    """The overrides with every sweep at its first value: one job of the multirun."""
+    return [
+        _as_override(ov, (_sweep_values(ov) or [None])[0]) if ov.is_sweep_override() else ov.input_line for ov in parsed
+    ]
+
+
 def _parse(overrides: Sequence[str]) -> list[Any]:
     """Hydra's parse of each override; a syntax error is one line naming the override."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -102,9 +167,7 @@ def check(
     sweeps = [ov for ov in parsed if ov.is_sweep_override()]
     if sweeps and not multirun:
         raise ConfigError(sweeps[0].get_key_element(), "sweep overrides (a=1,2 or choice(...)) need -m / --multirun")
-    base = [
-        _as_override(ov, (_sweep_values(ov) or [None])[0]) if ov.is_sweep_override() else ov.input_line for ov in parsed
-    ]
+    base = _first_values(parsed)
     with composition.Composer(config_name, config_dir) as compose:
         full = _compose(compose, base, return_hydra_config=True)
         job = _without_hydra(full)

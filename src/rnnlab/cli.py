@@ -8,6 +8,7 @@ the traceback instead.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ import hydra
 from omegaconf import DictConfig
 
 from rnnlab import composition
-from rnnlab.checks import check, sweeper_params_as_arguments, take_credentials
+from rnnlab.checks import check, expand_seeds, sweeper_params_as_arguments, take_credentials
 from rnnlab.errors import RnnlabError, first_line
 
 # Hydra flags that take a value (the next argument is not an override).
@@ -41,6 +42,12 @@ _FLAGS_WITH_VALUE = {
 _INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
 # Hydra runs in one of these modes; it refuses two of them with a traceback.
 _MODES = (("--multirun", "-m"), ("--cfg", "-c"), ("--info", "-i"), ("--shell-completion", "-sc"))
+# Commands on logged runs: ``rnnlab NAME ...`` runs the module's ``main(args)``.
+_COMMANDS = {
+    "evaluate": "rnnlab.evaluate",  # test a logged model again, on its own split or other data
+    "predict": "rnnlab.predict",  # forecast, classify or write text with a logged model
+    "compare": "rnnlab.compare",  # runs grouped over seeds: mean ± 95 % interval, baselines, a verdict
+}
 _NO_CHECK_FLAGS = {"--hydra-help", "--version", "--shell-completion", "-sc", "--experimental-rerun"}
 
 
@@ -117,6 +124,7 @@ def print_help() -> None:
         "       python -m rnnlab diagnose RUN_ID  a run's gradient flow: vanishing, exploding or healthy",
         "       python -m rnnlab evaluate RUN_ID [KEY=VALUE ...]  test a logged model again (other data too)",
         "       python -m rnnlab predict RUN_ID ...  forecast, classify or write text with a logged model",
+        "       python -m rnnlab compare [--metric M]     runs grouped over seeds: mean ± 95 % interval, a verdict",
         "",
         "config groups (GROUP=OPTION):",
         *[f"  {g:<{width}}  {', '.join(opts) if opts else '(none)'}" for g, opts in groups.items()],
@@ -127,6 +135,7 @@ def print_help() -> None:
         "  python -m rnnlab experiment=seed_lstm",
         "  python -m rnnlab regularizer=[dropout,ar_tar] optimizer=sgd optimizer.lr=0.05",
         "  python -m rnnlab -m backbone=rnn,lstm,gru seed=1,2,3      a grid, one MLflow run per job",
+        "  python -m rnnlab -m backbone=rnn,lstm,gru seeds=5  each backbone over seeds 0-4, then: rnnlab compare",
         "  python -m rnnlab --cfg job                         print the composed config and exit",
         "  python -m rnnlab logger.tracking_uri=http://127.0.0.1:5000   log to an MLflow server",
         "",
@@ -203,15 +212,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args[:1] == ["diagnose"]:
         _diagnose(args[1:])
         return
-    if args[:1] == ["evaluate"]:
-        from rnnlab.evaluate import main as evaluate_main
-
-        evaluate_main(args[1:])
-        return
-    if args[:1] == ["predict"]:
-        from rnnlab.predict import main as predict_main
-
-        predict_main(args[1:])
+    if args[:1] and args[0] in _COMMANDS:  # each parses its own arguments
+        importlib.import_module(_COMMANDS[args[0]]).main(args[1:])
         return
     if args[:1] == ["sync"]:  # replay runs whose records a tracking outage left in their spool
         from rnnlab.spool import sync
@@ -230,12 +232,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     if len(modes) > 1:
         _fail(f"{' and '.join(m[0] for m in modes)} cannot be given together; pick one")
     if not flags.keys() & _NO_CHECK_FLAGS:
+        config_name = flags.get("--config-name") or flags.get("-cn") or composition.CONFIG_NAME
+        config_dir = flags.get("--config-dir") or flags.get("-cd")
         try:
+            overrides = expand_seeds(overrides, flags, config_name, config_dir)  # seeds=N: a multirun over seeds
             check(
                 overrides,
                 multirun=bool(flags.keys() & {"-m", "--multirun"}),
-                config_name=flags.get("--config-name") or flags.get("-cn") or composition.CONFIG_NAME,
-                config_dir=flags.get("--config-dir") or flags.get("-cd"),
+                config_name=config_name,
+                config_dir=config_dir,
                 run=not flags.keys() & {"--cfg", "-c", "--info", "-i"},
             )
         except RnnlabError as e:

@@ -162,6 +162,7 @@ def open_run(cfg: DictConfig, out_dir: Path, resume_run_id: str | None = None) -
             **tracking.version_tags(),
             **dict(lc.tags),
             **trial_tags,
+            **tracking.group_tags(cfg),
             "rnnlab.backbone": cfg.backbone.name,
             "rnnlab.data": cfg.data.name,
             "rnnlab.command": scrub(command(), lc.tracking_uri),

@@ -102,6 +102,28 @@ def flatten(cfg: DictConfig) -> dict[str, str]:
     return out
 
 
+# Keys that say how or where a run was recorded, not which configuration it runs: two runs that differ
+# only in these (and everything under them) belong to one group, e.g. the seeds of ``seeds=5``.
+NOT_CONFIG = ("seed", "logger", "trial", "output_dir", "resume", "trainer.enable_progress_bar")
+GROUP_TAG = "rnnlab.group"
+
+
+def config_params(params: dict[str, str]) -> dict[str, str]:
+    """``params`` without the keys of ``NOT_CONFIG``: what makes a run's configuration."""
+    return {k: v for k, v in params.items() if not any(k == n or k.startswith(n + ".") for n in NOT_CONFIG)}
+
+
+def group_tags(cfg: DictConfig) -> dict[str, str]:
+    """``{"rnnlab.group": <12 hex digits>}``, a hash of the resolved config without ``NOT_CONFIG``:
+    the same for every seed of one configuration, so tables can aggregate over seeds
+    (``rnnlab compare --group``, or ``tags.rnnlab.group = '...'`` in MLflow's search)."""
+    import hashlib
+    import json
+
+    text = json.dumps(sorted(config_params(flatten(cfg)).items()))
+    return {GROUP_TAG: hashlib.sha1(text.encode()).hexdigest()[:12]}
+
+
 def git_commit(cwd: str | os.PathLike = ".") -> str | None:
     try:
         res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)

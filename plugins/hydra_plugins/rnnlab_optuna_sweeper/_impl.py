@@ -88,6 +88,7 @@ class OptunaSweeperImpl:
         grace_period: float = 60.0,
         mlflow: bool = True,
         plots: bool = True,
+        seeds: Any = None,
     ) -> None:
         def plain(v: Any) -> Any:
             return OmegaConf.to_container(v, resolve=True) if isinstance(v, (DictConfig, ListConfig)) else v
@@ -101,6 +102,8 @@ class OptunaSweeperImpl:
         self.objective_conf, self.pruner_conf = plain(objective), plain(pruner)
         self.heartbeat_interval, self.grace_period = float(heartbeat_interval), float(grace_period)
         self.use_mlflow, self.use_plots = bool(mlflow), bool(plots)
+        self.seeds_conf = plain(seeds)
+        self.seeds: list[int] = []
         self.worker_of = workers.worker_of()  # the main process's sweep dir, in a spawned worker
 
         self.config: DictConfig | None = None
@@ -128,6 +131,10 @@ class OptunaSweeperImpl:
             raise ConfigError(f"{KEY}.max_failure_rate", f"must be in [0, 1], got {self.max_failure_rate}")
         if self.heartbeat_interval <= 0 or self.grace_period <= self.heartbeat_interval:
             raise ConfigError(f"{KEY}.grace_period", "must be > heartbeat_interval > 0")
+        if self.seeds_conf is not None:
+            from rnnlab.checks import seed_list
+
+            self.seeds = seed_list(self.seeds_conf, f"{KEY}.seeds")
         if self.storage_conf is None and self.n_workers > 1:
             raise ConfigError(f"{KEY}.n_workers", "worker processes need a persistent storage, not storage: null")
         if self.storage_conf is None:  # the same check as rnnlab's CLI makes, for any app
@@ -198,6 +205,16 @@ class OptunaSweeperImpl:
             log.info("grid sampler: %d points, %d trials", grid_size, min(self.n_trials, grid_size))
         self.pruner = pruner_spec(self.pruner_conf)
         self._check_pruner(cfg)
+        if self.seeds:
+            if "seed" in {line.partition("=")[0].lstrip("+~") for line in self.fixed} | set(self.distributions):
+                raise ConfigError(
+                    f"{KEY}.seeds", "sets the seed of each trial's runs; seed cannot also be swept or fixed"
+                )
+            if len(self.seeds) > 1 and prunes(
+                self.pruner
+            ):  # a pruner judges one learning curve; a trial has one per seed
+                log.info("%s.seeds=%s: trials are not pruned (one curve per seed)", KEY, self.seeds)
+                self.pruner = {"name": "none"}
         self.budget = min(self.n_trials, grid_size) if grid_size else self.n_trials
         tracking_uri = OmegaConf.select(cfg, "logger.tracking_uri", default=None)
         experiment_name = OmegaConf.select(cfg, "logger.experiment_name", default=None)
@@ -274,6 +291,7 @@ class OptunaSweeperImpl:
             "sampler.seed": (self.sampler_conf or {}).get("seed"),
             "pruner": self.pruner.get("name") or self.pruner.get("_target_"),
             "objective": ",".join(self.objectives.names),
+            "seeds": ",".join(map(str, self.seeds)) if self.seeds else "",
             "direction": ",".join(self.objectives.directions),
             **{f"space.{k}": repr(d) for k, d in self.distributions.items()},
         }
@@ -342,25 +360,37 @@ class OptunaSweeperImpl:
         assert self.launcher is not None
         t0 = time.time()
         ids = [t._trial_id for t in trials]
+        # with seeds, a trial is one job per seed (job number = trial number x seeds + the seed's index)
+        per_trial = max(1, len(self.seeds))
+        seeded: list[str | None] = [f"seed={s}" for s in self.seeds] or [None]
         try:
-            overrides = [self._overrides(t) for t in trials]
+            overrides = [[*o, *([s] if s else [])] for o in (self._overrides(t) for t in trials) for s in seeded]
             numbers = [t.number for t in trials]
             with Heartbeat(self.storage, ids, self.heartbeat_interval):
                 if numbers == list(range(numbers[0], numbers[0] + len(numbers))):
-                    rets = list(self.launcher.launch(overrides, initial_job_idx=numbers[0]))
+                    rets = list(self.launcher.launch(overrides, initial_job_idx=numbers[0] * per_trial))
                 else:  # another worker created trials in between: job numbers follow trial numbers
                     rets = [
-                        self.launcher.launch([o], initial_job_idx=n)[0] for o, n in zip(overrides, numbers, strict=True)
+                        ret
+                        for i, n in enumerate(numbers)
+                        for ret in self.launcher.launch(
+                            overrides[i * per_trial : (i + 1) * per_trial], initial_job_idx=n * per_trial
+                        )
                     ]
         except BaseException as e:  # interrupted (Ctrl-C, SIGTERM) or the launcher broke: re-run these slots
             mark_stale(self.study, ids, f"interrupted: {type(e).__name__}")
             raise
-        for trial, ret in zip(trials, rets, strict=True):
-            state, values, error = self.objectives.outcome(ret)
+        for i, trial in enumerate(trials):
+            runs = rets[i * per_trial : (i + 1) * per_trial]
+            state, values, error = self.objectives.outcome_of(runs)
             try:
                 if error is not None:
                     self.storage.set_trial_system_attr(trial._trial_id, ERROR_ATTR, error[:2000])
-                for key, value in self.objectives.baselines(ret).items():  # for the sweep's verdict
+                if self.seeds:  # what the mean is made of
+                    trial.set_user_attr("seeds", self.seeds)
+                    per_seed = [self.objectives.outcome(r)[1] for r in runs]
+                    trial.set_user_attr("values_per_seed", [v[0] if v else None for v in per_seed])
+                for key, value in self.objectives.baselines_of(runs).items():  # for the sweep's verdict
                     trial.set_user_attr(key, value)
                 self.study.tell(trial, values=values, state=state)
             except (optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError) as e:

@@ -100,6 +100,24 @@ class Objectives:
             values.append(value)
         return TrialState.COMPLETE, values, None
 
+    def outcome_of(self, rets: Sequence[JobReturn]) -> tuple[TrialState, list[float] | None, str | None]:
+        """``(state, values, error)`` of a trial run once per seed: the mean of each objective over
+        its runs; FAIL if any run failed (its error), PRUNED if any was pruned."""
+        outcomes = [self.outcome(r) for r in rets]
+        for state in (TrialState.FAIL, TrialState.PRUNED):
+            for i, (s, _, error) in enumerate(outcomes):
+                if s == state:
+                    return s, None, (f"run {i + 1} of {len(rets)}: {error}" if error and len(rets) > 1 else error)
+        columns = zip(*(values for _, values, _ in outcomes if values is not None), strict=True)
+        return TrialState.COMPLETE, [math.fsum(c) / len(rets) for c in columns], None
+
+    def baselines_of(self, rets: Sequence[JobReturn]) -> dict[str, float]:
+        """``baselines`` averaged over a trial's runs (the baselines' scores differ by seed only where
+        the data does)."""
+        found = [self.baselines(r) for r in rets]
+        keys = set.intersection(*(set(f) for f in found)) if found else set()
+        return {k: math.fsum(f[k] for f in found) / len(found) for k in sorted(keys)}
+
     def baselines(self, ret: JobReturn) -> dict[str, float]:
         """The baselines' values of the first objective in a completed job's metrics:
         ``{"baseline/<name>/test/rmse": value}`` for objective ``test/rmse``; {} for anything else."""

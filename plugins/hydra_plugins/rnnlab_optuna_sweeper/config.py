@@ -191,6 +191,10 @@ class OptunaSweeperConf:
     # RUNNING trial whose stamp is older than grace_period (or whose local process is gone) is FAIL.
     heartbeat_interval: float = 10.0
     grace_period: float = 60.0
+    # Seeds per trial: N (seeds 0..N-1) or a list; each trial runs once per seed (``seed=``) and its
+    # value is the mean over them. None: one run per trial at the config's seed. ``seeds=N`` on the
+    # command line sets it when this sweeper is selected.
+    seeds: Any = None
     # MLflow parent run per sweep (needs ``logger.tracking_uri`` in the task config) and its plots.
     mlflow: bool = True
     plots: bool = True
