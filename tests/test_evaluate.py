@@ -3,6 +3,8 @@ on its own test split (the logged scores again) and on another data config; its 
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from pathlib import Path
 from typing import Any
@@ -140,6 +142,12 @@ def test_evaluate_gives_the_logged_scores_again_and_scores_other_data(workdir, c
     assert code == 1 and len(err) == 2 and "no finite result" in err[1], err  # err[0]: what it used
     (failed,) = _children(client, broken)
     assert failed.info.status == "FAILED" and "NonFiniteResult" in failed.data.tags["rnnlab.error"]
+
+    # `rnnlab compare` counts the trained run once: its evaluations repeat its scores, not new seeds
+    res = run_cli(["compare", "--metric", "test/rmse", "--format", "csv"], workdir)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = list(csv.DictReader(io.StringIO(res.stdout)))
+    assert [row["n"] for row in rows] == ["1"], rows
 
 
 def test_evaluate_bad_inputs_are_one_line_and_leave_no_run(workdir, capsys):

@@ -158,7 +158,8 @@ def select_runs(
     """The runs of ``experiments`` that match every criterion given: one of ``sweeps`` (a sweep's
     parent run id, or a multirun directory), one of ``groups`` (``rnnlab.group`` tags), every
     ``KEY=VALUE`` of ``tags`` and ``filter_string`` (MLflow's search syntax). Finished runs only
-    (unless ``include_unfinished``), never a sweep's parent run or a pruned trial."""
+    (unless ``include_unfinished``), never a sweep's parent run, a pruned trial or an evaluation
+    (``rnnlab evaluate``'s child runs, which repeat a trained run's scores)."""
     ids = _experiment_ids(client, experiments)
     base = []
     if not include_unfinished:
@@ -182,7 +183,9 @@ def select_runs(
     runs = [
         r
         for r in found.values()
-        if r.data.tags.get("rnnlab.sweep") != "true" and r.data.tags.get("optuna.trial_state") != "PRUNED"
+        if r.data.tags.get("rnnlab.sweep") != "true"
+        and r.data.tags.get("optuna.trial_state") != "PRUNED"
+        and "rnnlab.evaluation_of" not in r.data.tags  # `rnnlab evaluate`'s child: its parent's scores again
     ]
     return sorted(runs, key=lambda r: r.info.start_time or 0)
 
