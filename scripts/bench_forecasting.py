@@ -319,10 +319,10 @@ def fmt(x: float) -> str:
 
 
 def fmt_pm(values: list[float]) -> str:
-    m, s = mean_sd(values)
-    if not np.isfinite(m):
-        return "n/a"
-    return fmt(m) if len(values) < 2 or s == 0 else f"{fmt(m)} ± {fmt(s)}"
+    """Mean ± 95 % interval over seeds, as ``rnnlab compare`` prints it (one convention in docs/)."""
+    from rnnlab.compare import over_seeds
+
+    return over_seeds(values)
 
 
 @dataclass
@@ -381,7 +381,8 @@ def report(results: list[Result], args: argparse.Namespace, argv: list[str], uri
         "- numbers: read back from each run's MLflow metrics (`test/rmse`, `test/mase`, "
         "`baseline/<name>/test/rmse`, ...); test split = the last 15 % of each series, one step ahead; "
         "RMSE in the series' units; MASE scaled by the in-sample seasonal naive error at the series' season "
-        "(lag 1 without a season)",
+        "(lag 1 without a season); over seeds: mean ± the half-width of the 95 % Student t interval "
+        "(n-1 degrees of freedom), as `rnnlab compare` reports it",
         f"- window rule: the data module's default for `data=electricity` and `data=temperature`; for a CSV "
         f"series {DEFAULT_WINDOW} (rnnlab's default) when it has at least {SHORT} points, else two seasons",
         "- *best classical*: the best of persistence, seasonal naive and drift; *ratio*: the model's RMSE over "

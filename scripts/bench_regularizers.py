@@ -9,7 +9,7 @@ source, a text small enough for an LSTM of 256 units to overfit within the epoch
 where a regularizer earns its keep), for the same number of epochs, with early stopping on
 validation loss and the best validated checkpoint tested. Every run is a subprocess
 (``python -m rnnlab``) logging to one MLflow store; the table is read back from it: test bits per
-character (mean ± standard deviation over seeds), the best epoch, seconds per epoch, and each
+character (mean ± the 95 % t interval over seeds, as rnnlab compare), the best epoch, seconds per epoch, and each
 configuration's test bpc against none's on the same seed. With ``--out`` the table replaces the
 section "Regularizers on the character model" of that file (appended when missing).
 """
@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_forecasting import fmt_pm  # a sibling script: mean ± sd over seeds
+from bench_forecasting import fmt_pm  # a sibling script: mean ± 95 % interval over seeds
 
 EXPERIMENT = "bench-regularizers"
 SECTION = "## Regularizers on the character model"
@@ -112,7 +112,7 @@ def report(uri: str, args: argparse.Namespace, common: list[str], minutes: float
         "checkpoint is tested. Each regularizer at its plugin's defaults. *vs none*: its test bpc over "
         "none's on the same seed (below 1: it helps), the median over seeds.",
         "",
-        "| regularizer | test bpc (mean ± sd) | vs none | best epoch | s / epoch | seeds |",
+        "| regularizer | test bpc (mean ± 95 % interval) | vs none | best epoch | s / epoch | seeds |",
         "|---|---|---|---|---|---|",
     ]
     for index, (label, _) in enumerate(CONFIGS):

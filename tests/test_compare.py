@@ -299,3 +299,15 @@ def test_sweeper_seeds_score_a_trial_by_its_mean_and_compare_notes_budgets(workd
     best = min(study.trials, key=lambda t: t.value)
     mine = [r.data.metrics["test/rmse"] for r in children if r.data.tags["optuna.trial_number"] == str(best.number)]
     assert float(rows["gru"]["test/rmse mean"]) == pytest.approx(statistics.mean(mine), rel=1e-12)
+
+
+def test_over_seeds_is_the_one_convention_of_the_docs_tables() -> None:
+    """Mean ± the 95 % t interval's half-width, to two significant digits of it (bench_forecasting
+    and bench_regularizers print their tables through it)."""
+    from rnnlab.compare import over_seeds
+
+    half = T_975_DOF2 * 1.0 / math.sqrt(3)  # values 1, 2, 3: sd 1
+    assert over_seeds([1.0, 2.0, 3.0]) == f"2.0 ± {half:.1f}" == "2.0 ± 2.5"
+    assert over_seeds([5.0]) == "5.000 (n=1, no interval)"
+    assert over_seeds([float("nan")]) == "n/a"
+    assert over_seeds([166.5, 166.7, 166.9, float("nan")]).startswith("166.70 ± ")  # non-finite left out

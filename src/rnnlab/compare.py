@@ -325,6 +325,13 @@ def _cell(s: Summary | None) -> str:
     return _pm(s.mean, hw) if hw is not None else f"{_fmt(s.mean)} (n=1, no interval)"
 
 
+def over_seeds(values: Sequence[float]) -> str:
+    """``values`` (one a seed) as every table in rnnlab reports them: mean ± the half-width of its
+    95 % t interval, to two significant digits of the half-width; one value says it has no interval."""
+    finite = [float(v) for v in values if v is not None and math.isfinite(v)]
+    return _cell(Summary(finite)) if finite else "n/a"
+
+
 def _baseline_cell(g: Group, metric: str) -> str:
     s = g.values(f"baseline/{metric}")
     if s is None:
