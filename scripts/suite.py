@@ -549,6 +549,9 @@ def render(record: dict[str, Any], png_name: str) -> str:
         "when it was resumed); *wall*: its process(es) as the suite timed them, start-up included",
         "- the published figures are from other data, models and budgets (see each task): they place a result, "
         "they are not a like-for-like comparison",
+        "- seeds: one run per cell (n=1), so no interval: a difference between backbones here is one draw. "
+        "For an interval, run a task over seeds and compare (mean ± 95 % interval, n, a verdict): "
+        "`python -m rnnlab -m <task overrides> backbone=rnn,lstm,gru seeds=5`, then `rnnlab compare`",
         "",
         "## Summary",
         "",
