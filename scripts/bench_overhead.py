@@ -17,7 +17,9 @@ process, interleaved, ``--repeats`` times:
 The measure is the time from one training batch's start to the next's within an epoch (so data
 loading, the optimizer, logging and every per-step hook count; validation, between epochs, does
 not), over ``--steps`` steps after 10 of warm-up; its median over the steps, then the median over
-repeats. Printed: steps/s of each, rnnlab's ratio to each, and its overhead per step in ms.
+repeats. Printed: steps/s of each, rnnlab's ratio to each, and its overhead per step in ms; then
+the same from the main thread's CPU time per step, which a busy neighbour on a shared machine does not
+inflate (torch's worker threads, used by the larger models, are not in it: the same for all three).
 
 Cases: ``default`` (the default experiment: LSTM 64 on electricity, batch 128), ``small`` (the same
 with hidden 8, batch 16), ``seed_b1`` and ``seed_b64`` (``experiment=seed_lstm`` at batch 1 and 64).
@@ -50,22 +52,26 @@ WARMUP = 10
 
 
 class StepTimer:
-    """Batch-start times; ``step_ms()``: the median gap between consecutive batches of an epoch."""
+    """Batch-start times; ``step_ms()``: the median gap between consecutive batches of an epoch, in
+    wall time and in the main thread's CPU time. The CPU time leaves out the time the thread was not
+    running (another process had the core), which dominates the spread of wall times on a shared
+    machine; at these sizes torch runs each operation on the calling thread, so it holds all the
+    step's work."""
 
     def __init__(self) -> None:
-        self.starts: list[tuple[int, int, float]] = []  # (epoch, batch, time)
+        self.starts: list[tuple[int, int, float, float]] = []  # (epoch, batch, wall, thread CPU)
 
     def mark(self, epoch: int, batch: int) -> None:
-        self.starts.append((epoch, batch, time.perf_counter()))
+        self.starts.append((epoch, batch, time.perf_counter(), time.thread_time()))
 
-    def step_ms(self, steps: int) -> float:
-        gaps = [
-            (b[2] - a[2]) * 1e3
-            for a, b in zip(self.starts, self.starts[1:], strict=False)
-            if a[0] == b[0] and b[1] == a[1] + 1
+    def step_ms(self, steps: int) -> tuple[float, float]:
+        pairs = [
+            (a, b) for a, b in zip(self.starts, self.starts[1:], strict=False) if a[0] == b[0] and b[1] == a[1] + 1
         ]
-        gaps = gaps[WARMUP : WARMUP + steps]
-        return statistics.median(gaps)
+        pairs = pairs[WARMUP : WARMUP + steps]
+        wall = statistics.median((b[2] - a[2]) * 1e3 for a, b in pairs)
+        cpu = statistics.median((b[3] - a[3]) * 1e3 for a, b in pairs)
+        return wall, cpu
 
 
 def _callback(timer: StepTimer) -> Any:
@@ -107,7 +113,7 @@ def _budget(dm: Any, steps: int) -> tuple[int, float, float, float]:
     return epochs, train, val, test
 
 
-def run_loop(cfg: Any, dm: Any, model: Any, steps: int) -> float:
+def run_loop(cfg: Any, dm: Any, model: Any, steps: int) -> tuple[float, float]:
     net = model.net
     opt = model.configure_optimizers()
     opt = opt["optimizer"] if isinstance(opt, dict) else opt
@@ -135,7 +141,7 @@ def run_loop(cfg: Any, dm: Any, model: Any, steps: int) -> float:
     return timer.step_ms(steps)
 
 
-def run_lightning(cfg: Any, dm: Any, model: Any, steps: int) -> float:
+def run_lightning(cfg: Any, dm: Any, model: Any, steps: int) -> tuple[float, float]:
     import pytorch_lightning as pl
 
     class Bare(pl.LightningModule):
@@ -177,7 +183,7 @@ def run_lightning(cfg: Any, dm: Any, model: Any, steps: int) -> float:
     return timer.step_ms(steps)
 
 
-def run_rnnlab(cfg: Any, dm: Any, steps: int) -> float:
+def run_rnnlab(cfg: Any, dm: Any, steps: int) -> tuple[float, float]:
     from omegaconf import open_dict
 
     import rnnlab.train as rt
@@ -220,12 +226,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     lines = [
         "| case | loop (steps/s) | lightning (steps/s) | rnnlab (steps/s) | rnnlab / loop | rnnlab / lightning "
-        "| rnnlab - lightning (ms/step) | rnnlab - loop (ms/step) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| rnnlab - lightning (ms/step) | rnnlab - loop (ms/step) | rnnlab / loop, CPU | rnnlab - lightning, CPU "
+        "(ms/step) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     with tempfile.TemporaryDirectory() as tmp:
         for case in args.cases.split(","):
-            ms: dict[str, list[float]] = {"loop": [], "lightning": [], "rnnlab": []}
+            ms: dict[str, list[tuple[float, float]]] = {"loop": [], "lightning": [], "rnnlab": []}
             for r in range(args.repeats):
                 workdir = Path(tmp) / f"{case}-{r}"
                 cfg, steps = _config(case, workdir), args.steps
@@ -241,13 +248,15 @@ def main(argv: list[str] | None = None) -> None:
                         ms[way].append(run_lightning(cfg, dm, model, steps))
                     else:
                         ms[way].append(run_rnnlab(cfg, dm, steps))
-                times = ", ".join(f"{k} {v[-1]:.2f} ms" for k, v in ms.items())
+                times = ", ".join(f"{k} {v[-1][0]:.2f} ms ({v[-1][1]:.2f} CPU)" for k, v in ms.items())
                 print(f"  {case} repeat {r + 1}: {times}", flush=True)
-            med = {k: statistics.median(v) for k, v in ms.items()}
+            med = {k: statistics.median(w for w, _ in v) for k, v in ms.items()}
+            cpu = {k: statistics.median(c for _, c in v) for k, v in ms.items()}
             lines.append(
                 f"| {case} | {1e3 / med['loop']:.0f} | {1e3 / med['lightning']:.0f} | {1e3 / med['rnnlab']:.0f} "
                 f"| {med['loop'] / med['rnnlab']:.2f}x | {med['lightning'] / med['rnnlab']:.2f}x "
-                f"| {med['rnnlab'] - med['lightning']:+.2f} | {med['rnnlab'] - med['loop']:+.2f} |"
+                f"| {med['rnnlab'] - med['lightning']:+.2f} | {med['rnnlab'] - med['loop']:+.2f} "
+                f"| {cpu['loop'] / cpu['rnnlab']:.2f}x | {cpu['rnnlab'] - cpu['lightning']:+.3f} |"
             )
             print(lines[-1], flush=True)
     print("\n".join(lines))
