@@ -9,6 +9,7 @@ from rnnlab.data import placement
 from rnnlab.train import build, slow_path, train
 
 
+@pytest.mark.slow  # four small trainings, about 40 s
 @pytest.mark.parametrize("kernel", ["fused", "cell"])
 def test_bf16_mixed_trains_on_the_cpu(small_cfg, kernel):
     """bf16 autocast is the CPU's mixed precision: the fused module and the hand-written cells both
