@@ -105,6 +105,7 @@ def test_evaluate_gives_the_logged_scores_again_and_scores_other_data(workdir, c
     # by hand: the logged (pickled) net on the CSV's test windows, 15 % / 15 % / 70 % as the run split
     import mlflow.pytorch
 
+    mlflow.set_tracking_uri(f"sqlite:///{workdir}/mlflow.db")  # not whatever an earlier test left set
     net = mlflow.pytorch.load_model(f"runs:/{run_id}/model")  # torch.export's module: its forward only
     train_scale, train_shift = float(net.target_scale[0]), float(net.target_shift[0])  # the sine's
     n_test = n_val = round(n * 0.15)
