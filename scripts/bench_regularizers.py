@@ -142,7 +142,9 @@ def report(uri: str, args: argparse.Namespace, common: list[str], minutes: float
 def _best_epoch(client: object, run: object) -> int:
     """The epoch of the lowest validation loss (the checkpoint that was tested); one validation an
     epoch, logged at the global step."""
-    history = sorted(client.get_metric_history(run.info.run_id, "val/loss"), key=lambda m: m.step)  # type: ignore[attr-defined]
+    from rnnlab.tracking import metric_history
+
+    history = metric_history(client, run.info.run_id, "val/loss")  # type: ignore[attr-defined]
     return 1 + min(range(len(history)), key=lambda i: history[i].value) if history else 0
 
 

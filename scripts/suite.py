@@ -323,6 +323,12 @@ class Store:
     def history(self, run_id: str, key: str) -> list[Any]:
         return list(self.client.get_metric_history(run_id, key))
 
+    def curve(self, run_id: str, key: str) -> list[Any]:
+        """One point a step, the last logged (an epoch a resumed run did again counts once)."""
+        from rnnlab.tracking import metric_history
+
+        return metric_history(self.client, run_id, key)
+
 
 def plan(job: Job, store: Store, fresh: bool) -> tuple[str, str | None]:
     """``("skip" | "resume" | "run", run id)`` for ``job``."""
@@ -442,10 +448,10 @@ def read_row(job: Job, store: Store, workdir: Path, suite_command: str) -> dict[
 def curve(store: Store, run_id: str, metric: str) -> list[list[float]]:
     """``[[epoch, val/<metric>], ...]``: each validation point at the epoch Lightning logged with it
     (the val/loss curve when the run logs no val/<metric>)."""
-    points = store.history(run_id, f"val/{metric}") or store.history(run_id, "val/loss")
-    epoch_at = {p.step: p.value for p in store.history(run_id, "epoch")}
+    points = store.curve(run_id, f"val/{metric}") or store.curve(run_id, "val/loss")
+    epoch_at = {p.step: p.value for p in store.curve(run_id, "epoch")}
     out = []
-    for i, p in enumerate(sorted(points, key=lambda p: (p.step, p.timestamp))):
+    for i, p in enumerate(points):
         # x: epochs done (1 after the first); a point at step 0 with no epoch is the untrained start
         x = epoch_at[p.step] + 1 if p.step in epoch_at else 0.0 if p.step == 0 else float(i + 1)
         out.append([x, p.value])

@@ -74,3 +74,22 @@ def test_a_plain_postgresql_uri_works_as_the_tracking_store(small_cfg):
     client = MlflowClient(resolve_tracking_uri(uri))
     runs = client.search_runs([client.get_experiment_by_name("plain-uri").experiment_id])
     assert runs and all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_a_history_keeps_the_last_value_logged_at_each_step(workdir):
+    """A run stopped after logging an epoch but before saving its checkpoint does that epoch again
+    when resumed, at the same step: curves keep the value training went on from."""
+    import time
+
+    from rnnlab.tracking import metric_history, resolve_tracking_uri
+
+    client = MlflowClient(resolve_tracking_uri("sqlite:///mlflow.db"))
+    run_id = client.create_run(client.create_experiment("resumed")).info.run_id
+    t0 = int(time.time() * 1000)
+    for step, value in [(10, 1.0), (20, 0.8), (30, 0.7)]:  # the first process: epochs 1-3
+        client.log_metric(run_id, "val/loss", value, timestamp=t0 + step, step=step)
+    for step, value in [(30, 0.65), (40, 0.6)]:  # resumed from epoch 2's checkpoint
+        client.log_metric(run_id, "val/loss", value, timestamp=t0 + 1000 + step, step=step)
+    history = metric_history(client, run_id, "val/loss")
+    assert [(m.step, m.value) for m in history] == [(10, 1.0), (20, 0.8), (30, 0.65), (40, 0.6)]
+    assert len(client.get_metric_history(run_id, "val/loss")) == 5  # the store keeps both

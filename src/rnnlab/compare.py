@@ -490,6 +490,8 @@ def draw_curves(client: Any, comparison: Comparison, metric: str, path: Path) ->
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from rnnlab.tracking import metric_history
+
     fig = Figure(figsize=(9, 5), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
@@ -497,7 +499,7 @@ def draw_curves(client: Any, comparison: Comparison, metric: str, path: Path) ->
     for i, g in enumerate(comparison.groups):
         color = f"C{i % 10}"
         for j, run in enumerate(g.runs):
-            history = sorted(client.get_metric_history(run.info.run_id, metric), key=lambda m: (m.step, m.timestamp))
+            history = metric_history(client, run.info.run_id, metric)
             if not history:
                 continue
             ax.plot(

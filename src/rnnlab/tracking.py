@@ -229,6 +229,16 @@ def _sqlite_waits_for_locks() -> None:
     _busy_timeout_set = True
 
 
+def metric_history(client: Any, run_id: str, key: str) -> list[Any]:
+    """``key``'s history in step order, one point a step: the one logged last. A run resumed from a
+    checkpoint older than its last logged epoch (stopped between logging an epoch and saving it)
+    logs that epoch again at the same step, and the second value is the one training went on from."""
+    last: dict[int, Any] = {}
+    for m in sorted(client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp)):
+        last[m.step] = m
+    return list(last.values())
+
+
 def get_or_create_experiment(client: Any, name: str, tracking_uri: str) -> str:
     """The id of MLflow experiment ``name``, created if needed with its artifacts beside a SQLite
     store (``mlartifacts/`` next to ``mlflow.db``, never ``./mlruns``) and tagged so MLflow's UI opens
