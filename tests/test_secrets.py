@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 from conftest import SMALL, postgres_url, run_cli
 
 PASSWORD = "s3cret-Pw-7731"
@@ -20,6 +21,7 @@ def _files_holding(text: str, *roots: Path) -> list[str]:
     return hits
 
 
+@pytest.mark.slow  # over 15 s in CI; the default run keeps under 10 minutes
 def test_a_server_password_is_used_and_written_nowhere(workdir, mlflow_server, tmp_path):
     from mlflow.tracking import MlflowClient
 
@@ -32,6 +34,7 @@ def test_a_server_password_is_used_and_written_nowhere(workdir, mlflow_server, t
     assert [r.info.status for r in runs] == ["FINISHED"]
 
 
+@pytest.mark.slow  # over 15 s in CI; the default run keeps under 10 minutes
 def test_a_postgres_password_for_the_sweep_storage_is_written_nowhere(workdir, tmp_path):
     import optuna
 

@@ -71,6 +71,7 @@ def test_records_wait_out_a_server_outage_and_appending_never_blocks(server, tmp
     assert client.get_run(run_id).info.status == "FINISHED"
 
 
+@pytest.mark.slow  # over 15 s in CI; the default run keeps under 10 minutes
 def test_sync_replays_what_a_finished_process_left(server, tmp_path, monkeypatch):
     uri, restart, kill = server
     client = MlflowClient(uri)

@@ -485,6 +485,7 @@ def test_n_jobs_is_a_batch_through_the_launcher(tmp_path: Path) -> None:
     assert "hydra.sweeper.n_workers=3 runs parallel worker processes" in proc.stdout + proc.stderr
 
 
+@pytest.mark.slow  # over 15 s in CI; the default run keeps under 10 minutes
 def test_storage_null_is_fresh_and_n_trials_a_total_otherwise(tmp_path: Path) -> None:
     args = ["hydra/sweeper=optuna", "hydra.sweeper.study_name=s", "hydra.sweeper.n_trials=3", "x=interval(-1.0, 1.0)"]
     for _ in range(2):  # storage: null -> a new in-memory study, n_trials more each time, no optuna.db
@@ -617,6 +618,7 @@ hydra:
 """
 
 
+@pytest.mark.slow  # over 15 s in CI; the default run keeps under 10 minutes
 def test_documented_example_runs_unchanged_on_rnnlab(tmp_path: Path) -> None:
     pytest.importorskip("rnnlab.train")
     from conftest import SMALL, run_cli
