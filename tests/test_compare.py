@@ -225,6 +225,27 @@ def test_compare_draws_the_learning_curves(store: Path, compare) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
+@pytest.mark.slow  # the module's six training runs (about 30 s on two idle cores)
+def test_compare_counts_unfinished_runs_only_with_all(store: Path, tmp_path: Path, compare) -> None:
+    import shutil
+
+    db = tmp_path / "copy.db"  # the module's store stays as it is for the other tests
+    shutil.copy(store / "mlflow.db", db)
+    client = _client(db)
+    exp = client.get_experiment_by_name("rnnlab")
+    gru = [r for r in client.search_runs([exp.experiment_id]) if r.data.params["backbone.name"] == "gru"]
+    client.set_terminated(gru[0].info.run_id, "KILLED")  # as a run stopped by SIGTERM is left
+    uri = ["--tracking-uri", f"sqlite:///{db}", "--format", "csv"]
+
+    def counts(*extra: str) -> dict[str, str]:
+        res = compare([*uri, *extra], tmp_path)
+        assert res.returncode == 0, res.stderr
+        return {row["backbone.name"]: row["n"] for row in csv.DictReader(io.StringIO(res.stdout))}
+
+    assert counts() == {"rnn": "3", "gru": "2"}
+    assert counts("--all") == {"rnn": "3", "gru": "3"}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),

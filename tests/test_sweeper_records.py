@@ -4,6 +4,7 @@ search space or other fixed overrides; the sweep's MLflow artifacts lie beside t
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import optuna
@@ -144,6 +145,18 @@ def test_study_from_before_adopts_the_current_settings(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"hydra\.sweeper\.study_name: study 's'"):
         other = identity.StudyIdentity({"x": FloatDistribution(0, 1)}, [], None, ["val/loss"])
         other.check_or_store(study, "here", "multirun/s")
+
+
+def test_study_refuses_other_seeds(tmp_path: Path) -> None:
+    """A trial's value is the mean over its seeds: a study resumed with other seeds would rank means
+    over different seeds together."""
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    identity.StudyIdentity(SPACE_X, [], None, ["val/loss"], [0, 1]).check_or_store(study, "here", "multirun/s")
+    assert study.user_attrs[identity.SEEDS_ATTR] == [0, 1]
+    identity.StudyIdentity(SPACE_X, [], None, ["val/loss"], [0, 1]).check_or_store(study, "here", "multirun/s")
+    for seeds, shown in [([0, 1, 2], "seeds [0, 1] -> [0, 1, 2]"), ([], "seeds [0, 1] -> none (one run a trial)")]:
+        with pytest.raises(ConfigError, match=re.escape(shown)):
+            identity.StudyIdentity(SPACE_X, [], None, ["val/loss"], seeds).check_or_store(study, "here", "multirun/s")
 
 
 SPACE_X = {"x": FloatDistribution(-1.0, 1.0)}

@@ -44,6 +44,7 @@ SPACE_ATTR = "rnnlab:search_space"  # {key: Optuna distribution as JSON}
 CUSTOM_ATTR = "rnnlab:custom_search_space"  # "module.function" or None
 FIXED_ATTR = "rnnlab:fixed_overrides"  # {key: value as JSON}; "~" for a deleted key
 OBJECTIVE_ATTR = "rnnlab:objective"  # [metric names]
+SEEDS_ATTR = "rnnlab:seeds"  # [the seeds each trial runs], [] for one run of the config's seed
 SESSIONS_ATTR = "rnnlab:sampler_sessions"  # processes that have opened the study so far
 # Trial system attr: the seed the sampler that asked for the trial was built with.
 SEED_ATTR = "rnnlab:sampler_seed"
@@ -89,12 +90,14 @@ class StudyIdentity:
         fixed: Sequence[str],
         custom_search_space: str | None,
         objective_names: Sequence[str],
+        seeds: Sequence[int] = (),
     ) -> None:
         self.attrs: dict[str, Any] = {
             SPACE_ATTR: {k: distribution_to_json(d) for k, d in sorted(distributions.items())},
             CUSTOM_ATTR: custom_search_space or None,
             FIXED_ATTR: canonical_fixed(fixed),
             OBJECTIVE_ATTR: list(objective_names),
+            SEEDS_ATTR: list(seeds),
         }
 
     def differences(self, stored: Mapping[str, Any]) -> list[str]:
@@ -110,6 +113,8 @@ class StudyIdentity:
             out += _diff("fixed", stored[FIXED_ATTR], self.attrs[FIXED_ATTR], str)
         if OBJECTIVE_ATTR in stored and list(stored[OBJECTIVE_ATTR]) != self.attrs[OBJECTIVE_ATTR]:
             out.append(f"objective {stored[OBJECTIVE_ATTR]} -> {self.attrs[OBJECTIVE_ATTR]}")
+        if SEEDS_ATTR in stored and list(stored[SEEDS_ATTR]) != self.attrs[SEEDS_ATTR]:
+            out.append(f"seeds {_show_seeds(stored[SEEDS_ATTR])} -> {_show_seeds(self.attrs[SEEDS_ATTR])}")
         return out
 
     def check_or_store(self, study: optuna.Study, storage_label: str, sweep_dir: str) -> None:
@@ -143,6 +148,11 @@ def _diff(label: str, have: Mapping[str, Any], want: Mapping[str, Any], show: An
         elif have[k] != want[k]:
             out.append(f"{label} {k}: {show(have[k])} -> {show(want[k])}")
     return out
+
+
+def _show_seeds(seeds: Sequence[int]) -> str:
+    """A trial's seeds as the setting that gives them (a mean over other seeds is another objective)."""
+    return f"{list(seeds)}" if seeds else "none (one run a trial)"
 
 
 def _show_distribution(d: BaseDistribution) -> str:

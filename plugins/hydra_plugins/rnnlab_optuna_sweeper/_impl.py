@@ -228,7 +228,9 @@ class OptunaSweeperImpl:
                 "%s.n_workers=%d runs parallel worker processes",
                 *(self.n_jobs, self.n_jobs, KEY, self.n_jobs),
             )
-        identity = StudyIdentity(self.distributions, self.fixed, self.custom_search_space, self.objectives.names)
+        identity = StudyIdentity(
+            self.distributions, self.fixed, self.custom_search_space, self.objectives.names, self.seeds
+        )
         self._reseed(self._open_study(identity))
 
         self.sweep_dir = Path(cfg.hydra.sweep.dir).resolve()
