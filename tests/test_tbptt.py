@@ -131,6 +131,30 @@ def test_schedulers_step_once_a_chunk_or_once_an_epoch(copy_cfg, tmp_path):
     assert plateau.lr_schedulers().last_epoch == 3  # stepped once an epoch (it counts its steps)
 
 
+def test_a_resumed_run_ends_where_an_uninterrupted_one_ends(copy_cfg, tmp_path):
+    """Stopped after 2 of 4 epochs and resumed from its checkpoint: the same parameters and learning
+    rate as 4 epochs in one go (float64); the optimizer, the per-chunk scheduler and the data order
+    come back with it."""
+    base = ("model.tbptt_steps=10", "scheduler=step", "scheduler.step_size=2", "scheduler.gamma=0.7")
+    base += ("scheduler.interval=step", "trainer.gradient_clip_val=0.05", "optimizer.momentum=0.9")
+    whole, _, _ = _fit(copy_cfg(*base, "trainer.max_epochs=4"), tmp_path / "whole")
+    first, _, _ = _fit(copy_cfg(*base, "trainer.max_epochs=2"), tmp_path / "first")
+    ckpt = tmp_path / "stopped.ckpt"
+    first.trainer.save_checkpoint(ckpt)
+
+    cfg = copy_cfg(*base, "trainer.max_epochs=4")
+    torch.manual_seed(1)  # a different start: everything must come from the checkpoint
+    dm, model = build(cfg)
+    model.to(torch.float64)
+    trainer = _trainer(cfg, [NonFiniteGuard(check_every=2)], False, tmp_path / "resumed")
+    trainer.fit(model, datamodule=dm, ckpt_path=str(ckpt))
+    assert trainer.global_step == whole.trainer.global_step == 4 * 2 * 3  # epochs x batches x chunks
+    assert _max_diff(model.net, whole.net) < 1e-9
+    assert _max_diff(first.net, whole.net) > 1e-3  # half the training ends elsewhere
+    lr = model.optimizers().param_groups[0]["lr"]
+    assert lr == pytest.approx(whole.optimizers().param_groups[0]["lr"]) == pytest.approx(0.5 * 0.7**12)
+
+
 @pytest.mark.parametrize(
     "data",
     [
