@@ -92,3 +92,30 @@ def test_torchrun_two_nodes_one_run(tmp_path):
     assert [p.returncode for p in procs] == [0, 0], outs[0][-3000:] + outs[1][-3000:]
     assert "GLOBAL_RANK: 0, MEMBER: 1/2" in outs[0] and "GLOBAL_RANK: 1, MEMBER: 2/2" in outs[1]
     assert _one_run(tmp_path, outs[0]).data.params["trainer.num_nodes"] == "2"
+
+
+@pytest.mark.slow
+def test_torchrun_trains_in_chunks(tmp_path):
+    """Truncated BPTT under DDP: Lightning prepares DDP's gradient reduction before each
+    manual_backward, so each chunk's step is one all-reduced step on both ranks."""
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    copy = ["data=copy", "data.delay=6", "data.n_train=64", "data.n_val=16", "data.n_test=16", "data.batch_size=16"]
+    run = [*copy, "backbone.hidden_size=8", "model.tbptt_steps=10", "trainer.max_epochs=2", *DDP]
+    run += ["logger.log_checkpoint=false", "logger.log_model=false"]
+    proc = subprocess.run(
+        [torchrun, "--nproc_per_node", "2", "-m", "rnnlab", *run],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run_,) = client.search_runs([client.get_experiment_by_name("rnnlab").experiment_id])
+    assert run_.info.status == "FINISHED" and run_.data.params["model.tbptt_steps"] == "10"
+    assert "test/accuracy" in run_.data.metrics
+    # 64 sequences on 2 ranks in batches of 16: 2 batches a rank an epoch (4 in one process), and
+    # Lightning logs each epoch's validation at the batches stepped so far, less one
+    steps = [m.step for m in client.get_metric_history(run_.info.run_id, "val/loss")]
+    assert sorted(steps) == [1, 3] and run_.data.metrics["epochs"] == 2
