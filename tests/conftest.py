@@ -44,6 +44,19 @@ def sweep_args(study: str, n_trials: int, seed: int = 0) -> list[str]:
     ]
 
 
+@pytest.fixture(autouse=True)
+def _no_handlers_on_closed_streams():
+    """In-process CLI runs (``rnnlab.cli.main``) leave logging handlers on the stream pytest captured
+    for that test and has since closed; a later test's logging through them prints "--- Logging
+    error ---" tracebacks into its own capture. They are dropped before each test."""
+    import logging
+
+    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+        for handler in list(getattr(logger, "handlers", [])):
+            if getattr(getattr(handler, "stream", None), "closed", False):
+                logger.removeHandler(handler)
+
+
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty working directory, as a user's would be (mlflow.db and outputs/ land here)."""

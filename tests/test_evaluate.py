@@ -20,15 +20,8 @@ from rnnlab.composition import compose
 
 
 def _main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
-    """``rnnlab ARGS`` in this process: its exit status and its stderr lines. Handlers an earlier
-    in-process run left on a stream pytest has since closed are removed first (they would print
-    "--- Logging error ---" tracebacks into this capture)."""
-    import logging
-
-    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
-        for handler in list(getattr(logger, "handlers", [])):
-            if getattr(getattr(handler, "stream", None), "closed", False):
-                logger.removeHandler(handler)
+    """``rnnlab ARGS`` in this process: its exit status and its stderr lines (conftest drops handlers
+    an earlier in-process run left on a closed capture)."""
     with pytest.raises(SystemExit) as stop:
         cli.main(args)
     return int(stop.value.code or 0), capsys.readouterr().err.strip().splitlines()
